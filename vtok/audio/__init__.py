@@ -1,0 +1,2 @@
+"""Audio tokenizers; importing this package registers them in the zoo."""
+from . import rvq_codec  # noqa: F401

@@ -1,0 +1,162 @@
+"""`vtok` command line: list, info, encode, decode, push, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    import vtok
+    from vtok.registry import MODELS, has_pretrained
+
+    for name in vtok.list_models(args.pattern, pretrained=True if args.pretrained else None):
+        entry = MODELS[name]
+        weights = "weights" if has_pretrained(name) else "-"
+        print(f"{name:28s} {entry.cls.__name__:14s} {weights:8s} {entry.description}")
+
+
+def model_info(tok) -> dict:
+    """Parameter count plus the tokenizer's own description."""
+    return {"architecture": type(tok).__name__, "parameters": sum(p.numel() for p in tok.parameters()), **tok.describe()}
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    import vtok
+
+    tok = vtok.create(args.name) if args.name in vtok.list_models() and not args.load else vtok.load(args.name)
+    for key, value in model_info(tok).items():
+        shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
+        print(f"{key:18s} {shown}")
+
+
+def _load_tokenizer(source: str):
+    import vtok
+
+    return vtok.load(source)
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    from vtok.assets import load_audio, load_image
+
+    tok = _load_tokenizer(args.tokenizer)
+    tensors, lengths = {}, []
+    with torch.no_grad():
+        for i, path in enumerate(args.inputs):
+            if tok.modality == "image":
+                x = load_image(path, size=tok.image_size)[None]
+                kw = {"num_tokens": args.num_tokens} if args.num_tokens else {}
+                lengths.append(tok.image_size)
+            else:
+                x, _ = load_audio(path, sample_rate=tok.sample_rate)
+                x = x[None]
+                kw = {"num_codebooks": args.num_codebooks} if args.num_codebooks else {}
+                lengths.append(x.shape[-1])
+            tensors[f"ids.{i}"] = tok.encode(x, **kw).contiguous()
+    meta = {"tokenizer": args.tokenizer, "modality": tok.modality, "files": json.dumps([str(p) for p in args.inputs]),
+            "lengths": json.dumps(lengths)}
+    save_file(tensors, args.out, metadata=meta)
+    shapes = ", ".join(str(tuple(t.shape)) for t in tensors.values())
+    print(f"wrote {args.out}: {len(tensors)} item(s), ids {shapes}, {tok.bits_per_token:.1f} bits/token")
+
+
+def cmd_decode(args: argparse.Namespace) -> None:
+    from safetensors import safe_open
+
+    from vtok.assets import save_audio, save_image
+
+    with safe_open(args.ids, "pt") as f:
+        meta = f.metadata() or {}
+    if "tokenizer" not in meta:
+        raise SystemExit(f"{args.ids}: not written by `vtok encode` (no tokenizer in its metadata)")
+    tok = _load_tokenizer(args.tokenizer or meta["tokenizer"])
+    tensors = load_file(args.ids)
+    files, lengths = json.loads(meta["files"]), json.loads(meta["lengths"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        for i, (src, length) in enumerate(zip(files, lengths)):
+            y = tok.decode(tensors[f"ids.{i}"])[0]
+            stem = Path(src).stem
+            if tok.modality == "image":
+                target = out / f"{stem}.png"
+                save_image(y, target)
+            else:
+                target = out / f"{stem}.wav"
+                save_audio(y[..., :length], tok.sample_rate, target)
+            print(f"wrote {target}")
+
+
+def cmd_push(args: argparse.Namespace) -> None:
+    from vtok.hub import push
+
+    print(push(args.source, args.repo_id, private=args.private))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from vtok.demo import run_demo
+
+    run_demo(Path(args.out), image_model=args.image_model, audio_model=args.audio_model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vtok", description="Discrete tokenizers for images and audio.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list zoo models (wildcards allowed)")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--pretrained", action="store_true", help="only models with shipped or Hub weights")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="parameters, vocab, tokens and bits of a model")
+    p.add_argument("name", help="registry name, saved directory or Hub repo id")
+    p.add_argument("--load", action="store_true", help="load weights for a registry name instead of building it fresh")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("encode", help="encode image or audio files into a .safetensors file of ids")
+    p.add_argument("inputs", nargs="+", type=Path, help="image (png/jpg) or audio (wav/flac/ogg) files")
+    p.add_argument("--tokenizer", "-t", required=True, help="registry name, saved directory or Hub repo id")
+    p.add_argument("--out", "-o", required=True, help="output .safetensors")
+    p.add_argument("--num-tokens", type=int, help="tokens per image, for variable-length image tokenizers")
+    p.add_argument("--num-codebooks", type=int, help="codebooks to keep, for RVQ audio codecs")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="decode a .safetensors file of ids back to images or audio")
+    p.add_argument("ids", help="a file written by `vtok encode`")
+    p.add_argument("--out", "-o", required=True, help="output directory")
+    p.add_argument("--tokenizer", "-t", help="override the tokenizer recorded in the ids file")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("push", help="upload a saved tokenizer directory to the Hugging Face Hub")
+    p.add_argument("source", help="saved directory or registry name with a shipped checkpoint")
+    p.add_argument("repo_id", help="e.g. org/name")
+    p.add_argument("--private", action="store_true")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("demo", help="run sample images and speech through tokenizers; write results to --out")
+    p.add_argument("--out", default="demo", help="output directory (default: demo/)")
+    p.add_argument("--image-model", default=None, help="image tokenizer (default: a shipped one, else vqgan-tiny)")
+    p.add_argument("--audio-model", default=None, help="audio tokenizer (default: a shipped one, else rvq-codec-tiny)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `vtok` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, OSError) as err:
+        print(f"vtok {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

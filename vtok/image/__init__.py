@@ -1,0 +1,2 @@
+"""Image tokenizers; importing this package registers them in the zoo."""
+from . import vqgan  # noqa: F401
