@@ -198,3 +198,25 @@ def test_bf16_input_gives_bf16_output():
     q = make("vq").eval()
     out = q(torch.randn(2, 5, D, dtype=torch.bfloat16))
     assert out.z_q.dtype == torch.bfloat16
+
+
+def test_inference_block_leaves_codebook_and_mode_alone():
+    q = make("rvq").train()
+    before = {k: v.clone() for k, v in q.state_dict().items()}
+    with q.inference():
+        ids = q(torch.randn(2, 8, D)).ids
+    assert q.training and (ids >= 0).all()  # no level dropped
+    for k, v in q.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_stats_describe_the_window_when_taken_even_if_read_later():
+    usage = CodeUsage(num_codebooks=1, codebook_size=8, window=10**6)
+    usage.update(torch.zeros(10, 1, dtype=torch.long))
+    early = usage.stats()  # not read yet
+    usage.update(torch.arange(8)[:, None])
+    late = usage.stats()
+    usage.reset()
+    assert early["usage"].item() == pytest.approx(1 / 8)
+    assert late["usage"].item() == 1.0
+    assert late["usage"] is late["usage"]  # computed once, then fixed

@@ -114,14 +114,9 @@ class RVQCodec(AudioTokenizer):
         if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= self.num_codebooks:
             raise ValueError(f"rvq-codec: num_codebooks must be an int in [1, {self.num_codebooks}], got {num_codebooks!r}")
         self.check_audio(wav)
-        # Quantizer dropout (ids -1) and EMA codebook updates belong to training steps: encoding
-        # always returns all levels and leaves trained codebooks unchanged, whatever the mode.
-        training = self.quantizer.training
-        self.quantizer.eval()
-        try:
+        # quantizer dropout (ids -1) and EMA updates belong to training steps, not to encoding
+        with self.quantizer.inference():
             ids = self.quantize(wav).ids
-        finally:
-            self.quantizer.train(training)
         return ids[..., :q].transpose(1, 2).contiguous()
 
     def decode(self, ids: Tensor) -> Tensor:

@@ -193,7 +193,8 @@ class VQGAN(ImageTokenizer):
         if num_tokens is not None and num_tokens != self.num_tokens:
             raise ValueError(f"vqgan: a fixed-length tokenizer of {self.num_tokens} tokens, got num_tokens={num_tokens}")
         self.check_images(x)
-        return self.quantize(x).ids
+        with self.quantizer.inference():  # no EMA codebook update from encoding, whatever the mode
+            return self.quantize(x).ids
 
     def decode(self, ids: Tensor) -> Tensor:
         """Ids integer (B,N) in [0, vocab_size) -> images float (B,3,S,S) clamped to [0,1]."""

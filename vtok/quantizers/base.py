@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -101,6 +102,16 @@ class Quantizer(nn.Module):
         """Code vectors (B, N, dim) for ids (B, N) or (B, N, q); equals z_q of forward in eval mode."""
         check_ids(ids, self.codebook_size, self.num_codebooks, self.multi_codebook)
         return self.lookup(ids.long())
+
+    @contextmanager
+    def inference(self) -> Iterator["Quantizer"]:
+        """Quantize as in eval mode inside the block (no EMA updates, no dropout), then restore the mode."""
+        training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(training)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, dim={self.dim}, codebook_size={self.codebook_size}, num_codebooks={self.num_codebooks}"

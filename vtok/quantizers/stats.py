@@ -1,6 +1,7 @@
 """Codebook usage over a running window of tokens: usage fraction, perplexity, dead codes."""
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping
 
 import torch
@@ -15,16 +16,27 @@ def is_distributed() -> bool:
 
 class UsageStats(Mapping):
     """usage (fraction of codes seen), perplexity (exp entropy), dead_codes (never seen), averaged
-    over codebooks; computed from a histogram snapshot (Q, K) on first access, so unread stats cost nothing."""
+    over codebooks, for the window as it was when the stats were taken.
+
+    Computed on first access, so stats nobody reads cost nothing; if the window is about to
+    change while these stats are unread, `CodeUsage` makes them keep a copy first.
+    """
 
     KEYS = ("usage", "perplexity", "dead_codes")
 
-    def __init__(self, counts: Tensor):
-        self._counts = counts
+    def __init__(self, usage: "CodeUsage"):
+        self._usage: CodeUsage | None = usage
+        self._counts: Tensor | None = None
         self._values: dict[str, Tensor] | None = None
+
+    def freeze(self) -> None:
+        """Keep a copy of the window's counts, before the window changes."""
+        if self._usage is not None:
+            self._counts, self._usage = self._usage.counts(), None
 
     def _compute(self) -> dict[str, Tensor]:
         if self._values is None:
+            self.freeze()
             with torch.no_grad():
                 counts = self._counts
                 p = counts / counts.sum(-1, keepdim=True).clamp_min(1)
@@ -34,6 +46,7 @@ class UsageStats(Mapping):
                     "perplexity": entropy.exp().mean(),
                     "dead_codes": (counts == 0).sum(-1).float().mean(),
                 }
+            self._counts = None
         return self._values
 
     def __getitem__(self, key: str) -> Tensor:
@@ -66,10 +79,18 @@ class CodeUsage(nn.Module):
         self.register_buffer("previous", torch.zeros(size), persistent=False)
         self.register_buffer("offsets", torch.arange(num_codebooks) * codebook_size, persistent=False)
         self.seen = 0  # tokens in `current`, counted on the host so no device sync is needed
+        self._unread: weakref.ref | None = None  # the last stats handed out, while nobody read them
+
+    def _before_change(self) -> None:
+        stats = self._unread() if self._unread is not None else None
+        if stats is not None:
+            stats.freeze()
+        self._unread = None
 
     @torch.no_grad()
     def update(self, ids: Tensor, sync: bool = False) -> None:
         """Count ids (..., Q) long in [0, K); -1 (a level dropped in training) is not counted."""
+        self._before_change()
         ids = ids.reshape(-1, self.num_codebooks)
         flat = torch.where(ids < 0, self.current.numel() - 1, ids + self.offsets).flatten()
         ones = torch.ones_like(flat, dtype=self.current.dtype)
@@ -94,10 +115,13 @@ class CodeUsage(nn.Module):
 
     def reset(self) -> None:
         """Forget all counts."""
+        self._before_change()
         self.current.zero_()
         self.previous.zero_()
         self.seen = 0
 
     def stats(self) -> UsageStats:
-        """Lazy usage, perplexity and dead-code stats of the current window."""
-        return UsageStats(self.counts())
+        """Usage, perplexity and dead-code stats of the current window (computed when read)."""
+        stats = UsageStats(self)
+        self._unread = weakref.ref(stats)
+        return stats
