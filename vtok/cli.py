@@ -1,4 +1,4 @@
-"""`vtok` command line: list, info, encode, decode, push, demo."""
+"""`vtok` command line: list, info, encode, decode, push, fit, demo."""
 from __future__ import annotations
 
 import argparse
@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true")
     p.set_defaults(func=cmd_push)
 
+    p = sub.add_parser("fit", help="train from a recipe: vtok fit --config recipes/<family>/<name>.yaml (LightningCLI)",
+                       add_help=False)
+    p.add_argument("lightning_args", nargs=argparse.REMAINDER, help="LightningCLI fit arguments, --help for all")
+
     p = sub.add_parser("demo", help="run sample images and speech through tokenizers; write results to --out")
     p.add_argument("--out", default="demo", help="output directory (default: demo/)")
     p.add_argument("--image-model", default=None, help="image tokenizer (default: a shipped one, else vqgan-tiny)")
@@ -149,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vtok` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["fit"]:  # everything after `fit` belongs to LightningCLI, --help included
+        from vtok.train.cli import fit
+
+        fit(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

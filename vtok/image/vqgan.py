@@ -171,6 +171,11 @@ class VQGAN(ImageTokenizer):
     def num_tokens(self) -> int:
         return self.grid**2
 
+    @property
+    def last_layer(self) -> Tensor:
+        """Weight of the decoder's output conv, where the adaptive GAN weight is measured."""
+        return self.decoder.conv_out.weight
+
     def quantize(self, x: Tensor) -> QuantizerOutput:
         """Images (B,3,S,S) in [0,1] -> the quantizer's answer on the flattened grid, z_q (B,N,D)."""
         return self.quantizer(rearrange(self.encoder(x), "b d h w -> b (h w) d"))
