@@ -105,3 +105,18 @@ def test_warmup_cosine():
     assert warmup_cosine(9, 10, 100) == pytest.approx(1.0)
     assert warmup_cosine(100, 10, 100, floor=0.1) == pytest.approx(0.1)
     assert warmup_cosine(55, 10, 100) == pytest.approx(0.5)
+
+
+def test_two_gloo_ranks_train_the_tiny_recipe_to_identical_weights(tmp_path, image_dirs):
+    dump = tmp_path / "weights"
+    cmd = fit_command(image_dirs, 20) + [
+        "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.sync_batchnorm", "true",
+        "--trainer.callbacks+", '{"class_path": "rank_dump.DumpWeights", "init_args": {"out": "%s"}}' % dump,
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = (load_file(str(dump / f"rank{r}.safetensors")) for r in (0, 1))
+    assert a.keys() == b.keys() and any("_codebook.embed" in k for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
