@@ -10,7 +10,7 @@ import vtok
 from vtok import assets
 from vtok.cli import build_parser, main
 
-SUBCOMMANDS = ["list", "info", "encode", "decode", "push", "demo"]
+SUBCOMMANDS = ["list", "info", "encode", "decode", "analyze", "push", "demo"]
 
 
 def test_every_subcommand_has_help():
@@ -84,3 +84,17 @@ def test_demo_writes_its_outputs(tmp_path, capsys):
     assert "PSNR" in out and "SI-SDR" in out and "untrained" in out
     names = {p.suffix for p in tmp_path.iterdir()}
     assert {".png", ".wav", ".md"} <= names
+
+
+def test_analyze(tmp_path, capsys):
+    tok = vtok.create("vqgan-tiny").eval()
+    tok.save_pretrained(tmp_path / "tok")
+    ids_file = tmp_path / "ids.safetensors"
+    assert main(["encode", *map(str, assets.sample_image_paths()), "-t", str(tmp_path / "tok"), "-o", str(ids_file)]) == 0
+    assert main(["analyze", str(ids_file), "--json", str(tmp_path / "stats.json")]) == 0
+    out = capsys.readouterr().out
+    assert "perplexity" in out and "per_position_entropy_bits" in out
+    import json
+
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["items"] == len(assets.sample_image_paths()) and len(stats["per_position_entropy_bits"]) == tok.num_tokens

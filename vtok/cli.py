@@ -1,4 +1,4 @@
-"""`vtok` command line: list, info, encode, decode, push, fit, demo."""
+"""`vtok` command line: list, info, encode, decode, analyze, push, fit, demo."""
 from __future__ import annotations
 
 import argparse
@@ -59,8 +59,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
                 kw = {"num_codebooks": args.num_codebooks} if args.num_codebooks else {}
                 lengths.append(x.shape[-1])
             tensors[f"ids.{i}"] = tok.encode(x, **kw).contiguous()
-    meta = {"tokenizer": args.tokenizer, "modality": tok.modality, "files": json.dumps([str(p) for p in args.inputs]),
-            "lengths": json.dumps(lengths)}
+    meta = {"tokenizer": args.tokenizer, "modality": tok.modality, "vocab_size": str(tok.vocab_size),
+            "files": json.dumps([str(p) for p in args.inputs]), "lengths": json.dumps(lengths)}
     save_file(tensors, args.out, metadata=meta)
     shapes = ", ".join(str(tuple(t.shape)) for t in tensors.values())
     print(f"wrote {args.out}: {len(tensors)} item(s), ids {shapes}, {tok.bits_per_token:.1f} bits/token")
@@ -91,6 +91,27 @@ def cmd_decode(args: argparse.Namespace) -> None:
                 target = out / f"{stem}.wav"
                 save_audio(y[..., :length], tok.sample_rate, target)
             print(f"wrote {target}")
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from safetensors import safe_open
+
+    from vtok.metrics import token_statistics
+
+    with safe_open(args.ids, "pt") as f:
+        meta = f.metadata() or {}
+        items = [f.get_tensor(k) for k in sorted(f.keys(), key=lambda k: int(k.split(".")[1]))]
+    if "vocab_size" not in meta:
+        raise ValueError(f"{args.ids}: not written by `vtok encode` (no vocab_size in its metadata)")
+    same = all(t.shape == items[0].shape for t in items)
+    ids = torch.cat(items) if same else torch.cat(items, dim=-1)  # audio of varied length: one long stream
+    stats = token_statistics(ids, int(meta["vocab_size"]))
+    for key, value in stats.items():
+        if isinstance(value, list):
+            value = "[" + ", ".join(f"{v:.3g}" for v in value) + "]"
+        print(f"{key:26s} {value:.4g}" if isinstance(value, float) else f"{key:26s} {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(stats, indent=2))
 
 
 def cmd_push(args: argparse.Namespace) -> None:
@@ -132,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="output directory")
     p.add_argument("--tokenizer", "-t", help="override the tokenizer recorded in the ids file")
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("analyze", help="codebook usage, perplexity, per-position entropy, Zipf fit of encoded ids")
+    p.add_argument("ids", help="a file written by `vtok encode`")
+    p.add_argument("--json", help="also write the statistics to this JSON file")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("push", help="upload a saved tokenizer directory to the Hugging Face Hub")
     p.add_argument("source", help="saved directory or registry name with a shipped checkpoint")
