@@ -13,20 +13,14 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch.utils.data import DataLoader, Dataset
 
-from .data import ResumableSampler
+from .data import ResumableSampler, files_below
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 
 
 def audio_files(root: str | Path) -> list[Path]:
     """Every wav/flac/ogg file below `root`, recursively, sorted; ValueError when there is none."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"audio folder {root} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise ValueError(f"no audio ({', '.join(sorted(AUDIO_SUFFIXES))}) found below {root}")
-    return files
+    return files_below(root, AUDIO_SUFFIXES, "audio")
 
 
 def read_audio(path: Path, sample_rate: int, start: int = 0, frames: int = -1) -> torch.Tensor:

@@ -102,11 +102,7 @@ class AudioCodecTraining(TokenizerTraining):
             logs.update(gan_g=adv.detach(), feature=feat.detach())
         self.backward_step(opt_g, loss)
         self.finish_step()
-        stats = {f"codebook/{k}": v for k, v in out["stats"].items()}
-        self.log_dict({"train/loss": loss.detach(), **{f"train/{k}": v for k, v in logs.items()}, **stats},
-                      prog_bar=False, on_step=True)
-        self.log("loss", loss.detach(), prog_bar=True, on_step=True, logger=False)
-        return loss.detach()
+        return self.log_step(loss, logs, out["stats"])
 
     def validation_step(self, x: torch.Tensor, batch_idx: int) -> None:
         x_hat = self.model.decode(self.model.encode(x))[..., : x.shape[-1]]

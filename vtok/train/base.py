@@ -3,6 +3,7 @@ exact resume (data position and torch RNG in the checkpoint), export of the fina
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,14 @@ class TokenizerTraining(L.LightningModule):
         for sched in scheds if isinstance(scheds, list) else [scheds]:
             sched.step()
         self.batches_seen += 1
+
+    def log_step(self, loss: torch.Tensor, logs: dict[str, torch.Tensor], stats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Log the step's loss, its parts and the codebook stats; returns the detached loss."""
+        codebook = {f"codebook/{k}": v for k, v in stats.items()}
+        self.log_dict({"train/loss": loss.detach(), **{f"train/{k}": v for k, v in logs.items()}, **codebook},
+                      prog_bar=False, on_step=True)
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, logger=False)
+        return loss.detach()
 
     # --- optimisation -------------------------------------------------------------------------
     def schedule_total(self) -> int:

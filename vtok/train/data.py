@@ -15,15 +15,20 @@ from ..assets import load_image
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
-def image_files(root: str | Path) -> list[Path]:
-    """Every image below `root`, recursively, sorted; ValueError when there is none."""
+def files_below(root: str | Path, suffixes: set[str], kind: str) -> list[Path]:
+    """Every file below `root` with one of `suffixes`, recursively, sorted; ValueError when there is none."""
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"image folder {root} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        raise ValueError(f"{kind} folder {root} does not exist")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
     if not files:
-        raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found below {root}")
+        raise ValueError(f"no {kind} ({', '.join(sorted(suffixes))}) found below {root}")
     return files
+
+
+def image_files(root: str | Path) -> list[Path]:
+    """Every image below `root`, recursively, sorted; ValueError when there is none."""
+    return files_below(root, IMAGE_SUFFIXES, "image")
 
 
 class ImageFolder(Dataset):
