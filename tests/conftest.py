@@ -20,3 +20,31 @@ def sample_input(tok) -> torch.Tensor:
 def tiny(request):
     torch.manual_seed(0)
     return vtok.create(request.param).eval()
+
+
+def kill_after_first_checkpoint(cmd: list[str], cwd, run_dir) -> None:
+    """Start a `vtok fit` command, SIGKILL it once run_dir/checkpoints/last.ckpt exists, check it died mid-run."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert last.exists(), "the run never wrote a checkpoint"
+    assert not (run_dir / "export").exists(), "killed too late to test resuming"
+
+
+def assert_same_exported_weights(run_a, run_b) -> None:
+    """The export/model.safetensors of two runs hold bitwise-equal tensors under the same keys."""
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(run / "export" / "model.safetensors")) for run in (run_a, run_b))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

@@ -1,10 +1,8 @@
 """`vtok fit` on a recipe: learns on real images, and a killed run resumes to the same weights."""
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,8 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 import vtok
 from vtok import assets
 from vtok.train.image_module import warmup_cosine
+
+from conftest import assert_same_exported_weights, kill_after_first_checkpoint
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "vqgan" / "tiny-cpu.yaml"
 
@@ -83,21 +83,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, image_dirs):
     (tmp_path / "whole").mkdir()
     (tmp_path / "killed").mkdir()
     whole = run_fit(tmp_path / "whole", image_dirs, max_steps=100)
-    proc = subprocess.Popen(fit_command(image_dirs, 100), cwd=tmp_path / "killed",
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = tmp_path / "killed" / "runs" / "vqgan-tiny-cpu" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert last.exists(), "the run never wrote a checkpoint"
-    assert not (tmp_path / "killed" / "runs" / "vqgan-tiny-cpu" / "export").exists(), "killed too late to test resuming"
+    kill_after_first_checkpoint(fit_command(image_dirs, 100), tmp_path / "killed", tmp_path / "killed" / "runs" / "vqgan-tiny-cpu")
     resumed = run_fit(tmp_path / "killed", image_dirs, max_steps=100)
-    a, b = load_file(str(whole / "export" / "model.safetensors")), load_file(str(resumed / "export" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert_same_exported_weights(whole, resumed)
 
 
 def test_warmup_cosine():

@@ -1,21 +1,19 @@
 """Audio codec training: losses and discriminators, `vtok fit` on real speech learns, a killed run resumes exactly."""
 import csv
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import vtok
 from vtok import assets
 from vtok.nn.audio_discriminators import AudioDiscriminator, MultiPeriodDiscriminator, MultiScaleSTFTDiscriminator
 from vtok.nn.audio_losses import MultiResolutionMelLoss, feature_matching_loss, gan_d_loss, gan_g_loss
 from vtok.train.audio_data import AudioDataModule, AudioSegments
+
+from conftest import assert_same_exported_weights, kill_after_first_checkpoint
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "rvq_codec" / "tiny-cpu.yaml"
 RUN = Path("runs") / "rvq-codec-tiny-cpu"
@@ -93,20 +91,9 @@ def test_fit_learns_and_exports(whole_run, speech_dirs):
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path, speech_dirs, whole_run):
-    proc = subprocess.Popen(fit_command(speech_dirs), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = tmp_path / RUN / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert last.exists(), "the run never wrote a checkpoint"
-    assert not (tmp_path / RUN / "export").exists(), "killed too late to test resuming"
+    kill_after_first_checkpoint(fit_command(speech_dirs), tmp_path, tmp_path / RUN)
     resumed = run_fit(tmp_path, speech_dirs)
-    a, b = load_file(str(whole_run / "export" / "model.safetensors")), load_file(str(resumed / "export" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert_same_exported_weights(whole_run, resumed)
 
 
 def test_discriminators_shapes_and_gradients():

@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import Tensor, nn
 
