@@ -5,7 +5,7 @@ import torch
 import vtok
 from vtok import assets
 
-TINY = ["vqgan-tiny", "rvq-codec-tiny"]
+TINY = ["vqgan-tiny", "titok-tiny", "titok-tiny-legacy", "onedpiece-tiny", "rvq-codec-tiny"]
 
 
 def sample_input(tok) -> torch.Tensor:

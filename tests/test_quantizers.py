@@ -11,6 +11,7 @@ D = 16
 CONFIGS = {
     "vq": dict(dim=D, codebook_size=64),
     "vq-cosine-kmeans": dict(dim=D, codebook_size=64, distance="cosine", kmeans_init=True, dead_code_threshold=1.0),
+    "vq-learned-cosine": dict(dim=D, codebook_size=64, ema=False, distance="cosine"),
     "vq-learned-lowdim": dict(dim=D, codebook_size=64, ema=False, codebook_dim=4, gradient="rotation"),
     "rvq": dict(dim=D, codebook_size=32, num_codebooks=4, quantizer_dropout=True),
     "grvq": dict(dim=D, codebook_size=32, num_codebooks=3, groups=2),
@@ -183,7 +184,7 @@ def test_bad_ids(name):
         ("lfq", dict(dim=4, codebook_size=100), "power of two"),
         ("fsq", dict(dim=4, levels=[]), "levels"),
         ("vq", dict(dim=4, codebook_size=16, distance="dot"), "distance"),
-        ("vq", dict(dim=4, codebook_size=16, ema=False, distance="cosine"), "cosine"),
+        ("vq", dict(dim=4, codebook_size=16, ema=False, distance="cosine", kmeans_init=True), "kmeans_init"),
         ("grvq", dict(dim=5, codebook_size=16, num_codebooks=2, groups=2), "divisible"),
         ("vq", dict(dim=4), "codebook_size"),
         ("vq", dict(dim=4, codebook_size=16, colour="red"), "colour"),

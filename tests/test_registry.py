@@ -30,9 +30,9 @@ def test_every_entry_is_plain_json_and_registered(name):
     assert entry.cls.modality in ("image", "audio")
 
 
-def test_create_with_overrides(tiny):
-    name = "vqgan-tiny" if tiny.modality == "image" else "rvq-codec-tiny"
-    key = "channels"
+@pytest.mark.parametrize("name,key", [("vqgan-tiny", "channels"), ("titok-tiny", "token_dim"), ("rvq-codec-tiny", "channels")])
+def test_create_with_overrides(name, key):
+    tiny = vtok.create(name)
     changed = vtok.create(name, **{key: tiny.config[key] * 2})
     assert changed.config[key] == tiny.config[key] * 2
     assert sum(p.numel() for p in changed.parameters()) > sum(p.numel() for p in tiny.parameters())

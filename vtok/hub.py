@@ -100,11 +100,15 @@ def read_config(path: Path) -> tuple[type[Tokenizer], dict[str, Any]]:
 
 def load_weights_strict(model: torch.nn.Module, weights: Path, map_location: str | torch.device = "cpu") -> None:
     """Load safetensors weights; any missing or unexpected key is an error."""
-    state = load_file(str(weights), device=str(map_location))
+    load_state_strict(model, load_file(str(weights), device=str(map_location)), str(weights))
+
+
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
+    """Load a state dict; any missing or unexpected key (or shape mismatch) is a ValueError naming origin."""
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
-            f"{weights}: weights do not match {type(model).__name__}: "
+            f"{origin}: weights do not match {type(model).__name__}: "
             f"missing keys {missing[:10]}{'...' if len(missing) > 10 else ''}, "
             f"unexpected keys {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}"
         )
@@ -129,6 +133,29 @@ def load_pretrained(
     return model.to(map_location).eval()
 
 
+def load_official(name: str, map_location: str | torch.device = "cpu", **hub_kwargs: Any) -> Tokenizer:
+    """A registry entry built from its official release: the official safetensors, converted at load."""
+    from .registry import get_entry
+
+    entry = get_entry(name)
+    if entry.official is None:
+        raise ValueError(f"{name!r} does not reproduce an official release")
+    if Path(entry.official_file).suffix in PICKLE_SUFFIXES:
+        refuse_pickle(Path(entry.official_file))
+    path = _hub_file(entry.official, entry.official_file, **hub_kwargs)
+    model = entry.cls(**entry.config)
+    state = entry.cls.convert_official(load_file(str(path), device=str(map_location)), entry.config)
+    load_state_strict(model, state, f"{entry.official}/{entry.official_file}")
+    return model.to(map_location).eval()
+
+
+def official_entry(repo_id: str) -> str | None:
+    """The registry name whose official release is `repo_id`, if any."""
+    from .registry import MODELS
+
+    return next((n for n, e in MODELS.items() if e.official == repo_id), None)
+
+
 def load(source: str | Path, **kwargs: Any) -> Tokenizer:
     """Load a tokenizer: a registry name (shipped or Hub weights), a local directory, or a Hub repo id."""
     from .registry import MODELS, get_entry
@@ -139,12 +166,16 @@ def load(source: str | Path, **kwargs: Any) -> Tokenizer:
         if shipped is not None:
             return load_pretrained(shipped, **kwargs)
         entry = MODELS[name]
-        if entry.hub_id is None:
-            raise ValueError(
-                f"{name!r} has no pretrained weights (none shipped in {checkpoints_dir()}, no Hub repo); "
-                f"use vtok.create({name!r}) for an untrained model, or pass a directory or Hub repo id"
-            )
-        return load_pretrained(entry.hub_id, **kwargs)
+        if entry.hub_id is not None:
+            return load_pretrained(entry.hub_id, **kwargs)
+        if entry.official is not None:
+            return load_official(name, **kwargs)
+        raise ValueError(
+            f"{name!r} has no pretrained weights (none shipped in {checkpoints_dir()}, no Hub repo); "
+            f"use vtok.create({name!r}) for an untrained model, or pass a directory or Hub repo id"
+        )
+    if official_entry(name) is not None:
+        return load_official(official_entry(name), **kwargs)
     if "/" not in name and not Path(name).exists():
         get_entry(name)  # neither a path nor an org/name repo id: a mistyped registry name
     return load_pretrained(source, **kwargs)

@@ -18,7 +18,8 @@ class ModelEntry:
     cls: type[Tokenizer]
     config: dict[str, Any]
     hub_id: str | None = None  # a Hub repo in vtok's format (config.json + model.safetensors)
-    official: str | None = None  # the official release this entry reproduces (converted at load)
+    official: str | None = None  # Hub repo of the official release this entry reproduces (converted at load)
+    official_file: str = "model.safetensors"  # the weight file in that repo
     description: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
 

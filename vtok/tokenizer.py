@@ -53,6 +53,11 @@ class Tokenizer(nn.Module, PyTorchModelHubMixin, library_name="vtok", tags=["vto
         """vtok fields recorded in config.json and the model card (modality, vocab, tokens, bits)."""
         return {"modality": self.modality, "vocab_size": self.vocab_size, "num_codebooks": self.num_codebooks}
 
+    @classmethod
+    def convert_official(cls, state: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
+        """Map an official release's state dict onto this architecture's keys (a load-time filter)."""
+        raise NotImplementedError(f"{cls.__name__} has no converter for official weights")
+
     def encode(self, x: Tensor, **kwargs: Any) -> Tensor:
         raise NotImplementedError
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 from vector_quantize_pytorch import VectorQuantize
 
 from .base import Quantizer
@@ -28,8 +29,6 @@ def vq_options(
         raise ValueError(f"{kind}: distance must be 'l2' or 'cosine', got {distance!r}")
     if gradient not in ("ste", "rotation"):
         raise ValueError(f"{kind}: gradient must be 'ste' or 'rotation', got {gradient!r}")
-    if not ema and distance == "cosine":
-        raise ValueError(f"{kind}: a learned (ema=False) codebook needs distance='l2'; cosine works with ema=True")
     if not 0.0 <= decay < 1.0:
         raise ValueError(f"{kind}: decay must be in [0, 1), got {decay}")
     return dict(
@@ -48,11 +47,46 @@ def vq_options(
     )
 
 
+class LearnedCosineCodebook(nn.Module):
+    """A codebook learned by gradient with l2-normalised codes and inputs (TiTok, ViT-VQGAN).
+
+    vector-quantize-pytorch has no learned cosine codebook, so this is the one VQ written here:
+    nearest code by squared distance of unit vectors, codebook loss + commitment * commitment
+    loss (van den Oord et al.), straight-through gradient to the normalised input.
+    """
+
+    def __init__(self, dim: int, codebook_size: int, commitment_weight: float):
+        super().__init__()
+        self.commitment_weight = commitment_weight
+        self.embedding = nn.Embedding(codebook_size, dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+
+    @property
+    def codebook(self) -> Tensor:
+        """Unit-norm codes (K, D)."""
+        return F.normalize(self.embedding.weight, dim=-1)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """z (B, N, D) -> (z_q unit vectors with straight-through gradient, ids (B, N), loss)."""
+        z = F.normalize(z.float(), dim=-1)
+        codes = self.codebook
+        flat = z.reshape(-1, z.shape[-1])
+        # |z|^2 + |e|^2 - 2 z.e, not just -z.e: near-ties resolve as in the official TiTok code
+        dist = flat.pow(2).sum(1, keepdim=True) + codes.pow(2).sum(1) - 2 * flat @ codes.t()
+        ids = dist.argmin(dim=1).view(z.shape[:-1])
+        z_q = F.embedding(ids, codes)
+        loss = F.mse_loss(z_q, z.detach()) + self.commitment_weight * F.mse_loss(z, z_q.detach())
+        return z + (z_q - z).detach(), ids, loss
+
+    def lookup(self, ids: Tensor) -> Tensor:
+        return F.embedding(ids, self.codebook)
+
+
 class VQ(Quantizer):
     """Vector quantizer over vector_quantize_pytorch.VectorQuantize.
 
     ema: EMA codebook updates (decay) or a codebook learned by gradient; distance: l2 | cosine
-    (l2-normalised codes); codebook_dim: low-dim factorised codes with in/out projections;
+    (l2-normalised codes; learned + cosine is `LearnedCosineCodebook`, TiTok's quantizer); codebook_dim: low-dim factorised codes with in/out projections;
     dead_code_threshold: restart codes whose EMA cluster size falls below it from batch vectors;
     gradient: straight-through ('ste') or the rotation trick.
     """
@@ -81,8 +115,18 @@ class VQ(Quantizer):
             kmeans_init=kmeans_init, kmeans_iters=kmeans_iters, dead_code_threshold=dead_code_threshold,
             commitment_weight=commitment_weight, gradient=gradient,
         )
-        self.vq = VectorQuantize(dim=dim, codebook_size=codebook_size, **opts)
-        sync_codebooks_at_runtime(self)
+        if not ema and distance == "cosine":
+            extras = {"codebook_dim": codebook_dim, "kmeans_init": kmeans_init, "gradient": gradient != "ste",
+                      "dead_code_threshold": dead_code_threshold}
+            if any(extras.values()):
+                raise ValueError(
+                    f"{self.kind}: a learned cosine codebook supports none of {sorted(k for k, v in extras.items() if v)}; "
+                    "use ema=True for k-means init, dead-code restarts, projections or the rotation trick"
+                )
+            self.vq = LearnedCosineCodebook(dim, codebook_size, commitment_weight)
+        else:
+            self.vq = VectorQuantize(dim=dim, codebook_size=codebook_size, **opts)
+            sync_codebooks_at_runtime(self)
 
     @property
     def codebook(self) -> Tensor:
@@ -93,4 +137,6 @@ class VQ(Quantizer):
         return self.vq(z)
 
     def lookup(self, ids: Tensor) -> Tensor:
+        if isinstance(self.vq, LearnedCosineCodebook):
+            return self.vq.lookup(ids)
         return self.vq.get_output_from_indices(ids)
