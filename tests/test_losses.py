@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from vtok.nn.discriminator import PatchDiscriminator
-from vtok.nn.losses import PerceptualLoss, adaptive_gan_weight, hinge_d_loss, hinge_g_loss
+from vtok.nn.losses import PerceptualLoss, adaptive_gan_weight, hinge_d_loss, hinge_g_loss, lecam_loss
 
 
 def test_patch_discriminator_shape_and_gradients():
@@ -13,6 +13,12 @@ def test_patch_discriminator_shape_and_gradients():
     assert logits.shape == (2, 1, 6, 6)
     logits.mean().backward()
     assert x.grad.abs().sum() > 0
+
+
+def test_lecam_loss():
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, -3.0])
+    assert lecam_loss(real, fake, torch.tensor(0.0), torch.tensor(0.0)).item() == pytest.approx(4.0 + 4.0)
+    assert lecam_loss(real, fake, torch.tensor(5.0), torch.tensor(3.0)).item() == pytest.approx(0.0 + 49.0)
 
 
 def test_hinge_losses():

@@ -83,7 +83,7 @@ def test_fit_learns_and_exports(whole_run, speech_dirs):
     ckpt = torch.load(whole_run / "checkpoints" / "last.ckpt", weights_only=False)  # our own checkpoint, test only
     assert ckpt["vtok"]["batches_seen"] == (MAX_STEPS + GAN_START) // 2
     assert len(ckpt["optimizer_states"]) == 2 and ckpt["optimizer_states"][1]["state"], "the discriminator never stepped"
-    assert any("EMAWeightAveraging" in k for k in ckpt["callbacks"])
+    assert any("WeightEMA" in k for k in ckpt["callbacks"])
     with open(whole_run / "logs" / "version_0" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert any(r.get("val/mel_distance") for r in rows) and any(r.get("val/si_sdr") for r in rows)

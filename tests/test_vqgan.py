@@ -152,3 +152,21 @@ def test_save_load_round_trip(tiny: VQGAN, images: torch.Tensor, tmp_path) -> No
     loaded = vtok.load(tmp_path).eval()
     assert isinstance(loaded, VQGAN) and loaded.config == tiny.config
     assert torch.equal(loaded.encode(images), tiny.encode(images))
+
+
+def test_official_layout_converts_and_pickled_release_is_explained(tiny: VQGAN, images: torch.Tensor, tmp_path, monkeypatch) -> None:
+    """The official MaskGIT VQGAN keys (quantize.embedding.weight) load through convert_official."""
+    from safetensors.torch import save_file
+
+    from vtok import registry
+
+    with pytest.raises(ValueError, match=r"pickle.*weights_only=True.*official_weights="):
+        vtok.load("maskgit-vqgan")  # the release is a .bin: explained, never unpickled
+    state = {k: v for k, v in tiny.state_dict().items() if k.startswith(("encoder.", "decoder."))}
+    state["quantize.embedding.weight"] = tiny.quantizer.codebook.detach().clone()
+    save_file(state, tmp_path / "official.safetensors")
+    entry = registry.MODELS["vqgan-tiny"]
+    monkeypatch.setitem(registry.MODELS, "vqgan-tiny", registry.ModelEntry(**{**entry.__dict__, "official": "org/vqgan"}))
+    converted = vtok.load("vqgan-tiny", official_weights=tmp_path / "official.safetensors")
+    assert torch.equal(converted.encode(images), tiny.encode(images))
+    assert torch.equal(converted.decode(tiny.encode(images)), tiny.decode(tiny.encode(images)))

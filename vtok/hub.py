@@ -133,16 +133,29 @@ def load_pretrained(
     return model.to(map_location).eval()
 
 
-def load_official(name: str, map_location: str | torch.device = "cpu", **hub_kwargs: Any) -> Tokenizer:
-    """A registry entry built from its official release: the official safetensors, converted at load."""
+def load_official(
+    name: str, weights: str | Path | None = None, map_location: str | torch.device = "cpu", **hub_kwargs: Any
+) -> Tokenizer:
+    """A registry entry built from its official release, converted at load: the official safetensors
+    from the Hub (cache), or `weights`, a local safetensors file of the official state dict."""
     from .registry import get_entry
 
     entry = get_entry(name)
     if entry.official is None:
         raise ValueError(f"{name!r} does not reproduce an official release")
-    if Path(entry.official_file).suffix in PICKLE_SUFFIXES:
-        refuse_pickle(Path(entry.official_file))
-    path = _hub_file(entry.official, entry.official_file, **hub_kwargs)
+    if weights is not None:
+        path = Path(weights)
+        if path.suffix in PICKLE_SUFFIXES:
+            refuse_pickle(path)
+    elif Path(entry.official_file).suffix in PICKLE_SUFFIXES:
+        raise ValueError(
+            f"{name!r}: the official release ({entry.official}/{entry.official_file}) is a pickle, which vtok never "
+            "unpickles. Convert it once in a trusted environment: state = torch.load(file, weights_only=True) "
+            "(take its 'state_dict' if it is a training checkpoint), safetensors.torch.save_file(state, "
+            f"'official.safetensors'); then vtok.load({name!r}, official_weights='official.safetensors')"
+        )
+    else:
+        path = _hub_file(entry.official, entry.official_file, **hub_kwargs)
     model = entry.cls(**entry.config)
     state = entry.cls.convert_official(load_file(str(path), device=str(map_location)), entry.config)
     load_state_strict(model, state, f"{entry.official}/{entry.official_file}")
@@ -156,11 +169,14 @@ def official_entry(repo_id: str) -> str | None:
     return next((n for n, e in MODELS.items() if e.official == repo_id), None)
 
 
-def load(source: str | Path, **kwargs: Any) -> Tokenizer:
-    """Load a tokenizer: a registry name (shipped or Hub weights), a local directory, or a Hub repo id."""
+def load(source: str | Path, *, official_weights: str | Path | None = None, **kwargs: Any) -> Tokenizer:
+    """Load a tokenizer: a registry name (shipped, Hub or official weights), a local directory, or a Hub
+    repo id; `official_weights` = a local safetensors file of an official release for a registry name."""
     from .registry import MODELS, get_entry
 
     name = str(source)
+    if official_weights is not None:
+        return load_official(name, weights=official_weights, **kwargs)
     if name in MODELS:
         shipped = shipped_checkpoint(name)
         if shipped is not None:

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from .. import quantizers
 from ..nn.transformer import Transformer, vit_size
 from ..quantizers import QuantizerOutput
+from ..quantizers.vq import library_codebook_state
 from ..registry import register, register_model
 from ..tokenizer import ImageTokenizer
 from .vqgan import VQGAN, Decoder
@@ -285,11 +286,8 @@ class TiTok(ImageTokenizer):
         quantizer = {**TITOK_QUANTIZER, **(config.get("quantizer") or {})}
         if quantizer.get("distance") == "cosine" and not quantizer.get("ema", True):
             out["quantizer.vq.embedding.weight"] = codebook
-        else:  # vector-quantize-pytorch's learned codebook and its bookkeeping buffers
-            out["quantizer.vq._codebook.embed"] = codebook[None]
-            out["quantizer.vq._codebook.embed_avg"] = codebook[None].clone()
-            out["quantizer.vq._codebook.cluster_size"] = torch.ones(1, codebook.shape[0])
-            out["quantizer.vq._codebook.initted"] = torch.tensor([True])
+        else:
+            out.update({f"quantizer.{k}": v for k, v in library_codebook_state(codebook).items()})
         return out
 
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from .. import quantizers
 from ..nn.conv2d import Downsample, ResnetBlock, Upsample, group_norm
 from ..quantizers import QuantizerOutput
+from ..quantizers.vq import library_codebook_state
 from ..registry import register, register_model
 from ..tokenizer import ImageTokenizer
 
@@ -207,12 +208,21 @@ class VQGAN(ImageTokenizer):
             raise ValueError(f"ids: expected shape (B, {self.num_tokens}) ({self.grid}x{self.grid} grid), got {tuple(ids.shape)}")
         return self.decode_latents(self.quantizer.decode_ids(ids)).clamp(0.0, 1.0)
 
+    @classmethod
+    def convert_official(cls, state: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
+        """The MaskGIT VQGAN of bytedance/1d-tokenizer (encoder., decoder., quantize.embedding.weight) -> vtok keys."""
+        out = {k: v for k, v in state.items() if not k.startswith("quantize.")}
+        out.update({f"quantizer.{k}": v for k, v in library_codebook_state(state["quantize.embedding.weight"]).items()})
+        return out
+
 
 register(
     "maskgit-vqgan", VQGAN,
     {"image_size": 256, "channels": 128, "channel_mult": [1, 1, 2, 2, 4], "num_res_blocks": 2, "latent_dim": 256,
      "quantizer": dict(PAPER_QUANTIZER)},
-    description="MaskGIT VQGAN, f16, 1024 codes, 256 tokens",
+    # the release is a pickle: vtok.load("maskgit-vqgan") explains how to convert it to safetensors once
+    official="fun-research/TiTok", official_file="maskgit-vqgan-imagenet-f16-256.bin",
+    description="MaskGIT VQGAN, f16, 1024 codes, 256 tokens (TiTok's proxy tokenizer)",
 )
 register(
     "vqgan-tiny", VQGAN,

@@ -20,6 +20,11 @@ def hinge_g_loss(fake_logits: Tensor) -> Tensor:
     return -fake_logits.mean()
 
 
+def lecam_loss(real_logits: Tensor, fake_logits: Tensor, ema_real: Tensor, ema_fake: Tensor) -> Tensor:
+    """LeCam regularisation (Tseng et al. 2021): relu(mean real - EMA fake)² + relu(EMA real - mean fake)²."""
+    return F.relu(real_logits.mean() - ema_fake).pow(2).mean() + F.relu(ema_real - fake_logits.mean()).pow(2).mean()
+
+
 def adaptive_gan_weight(rec_loss: Tensor, gan_loss: Tensor, last_layer: Tensor, max_weight: float = 1e4) -> Tensor:
     """VQGAN's balance (Esser et al. 2021): |grad rec| / |grad gan| at the decoder's last layer, detached."""
     rec_grad = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]

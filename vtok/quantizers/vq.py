@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from vector_quantize_pytorch import VectorQuantize
@@ -45,6 +46,20 @@ def vq_options(
         straight_through=False,
         sync_codebook=False,  # synced at run time instead, see sync.py
     )
+
+
+def library_codebook_state(codebook: Tensor) -> dict[str, Tensor]:
+    """State of a VQ over vector-quantize-pytorch holding `codebook` (K, D), keys relative to the VQ.
+
+    For converters of official weights: the library keeps the codebook as (1, K, D) plus EMA
+    bookkeeping, which is set as if every code had been used once.
+    """
+    return {
+        "vq._codebook.embed": codebook[None].clone(),
+        "vq._codebook.embed_avg": codebook[None].clone(),
+        "vq._codebook.cluster_size": torch.ones(1, codebook.shape[0]),
+        "vq._codebook.initted": torch.tensor([True]),
+    }
 
 
 class LearnedCosineCodebook(nn.Module):

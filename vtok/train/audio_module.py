@@ -69,13 +69,6 @@ class AudioCodecTraining(TokenizerTraining):
         self.mel_distance = MultiResolutionMelLoss(sample_rate)
         self.val_si_sdr = ScaleInvariantSignalDistortionRatio()
 
-    def schedule_total(self) -> int:
-        """Training batches in `max_steps`: Lightning counts every optimizer step, two per batch once the GAN is on."""
-        steps, start = self.trainer.max_steps, self.hparams.gan_start
-        if steps <= 0 or self.discriminator is None or steps <= start:
-            return super().schedule_total()
-        return (steps + start) // 2
-
     def training_step(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
         hp = self.hparams
         opt_g, opt_d = self.split_optimizers()

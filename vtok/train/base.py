@@ -22,7 +22,7 @@ def warmup_cosine(step: int, warmup: int, total: int, floor: float = 0.0) -> flo
 class TokenizerTraining(L.LightningModule):
     """Base of the training modules: subclasses set `self.model` (a registry tokenizer) and
     `self.discriminator` (or None), and have hparams tokenizer, lr, disc_lr, betas, weight_decay,
-    warmup_steps, lr_floor, grad_clip and export_dir. Manual optimization; `batches_seen` counts steps.
+    warmup_steps, lr_floor, grad_clip, gan_start and export_dir. Manual optimization; `batches_seen` counts steps.
     """
 
     def __init__(self):
@@ -61,8 +61,14 @@ class TokenizerTraining(L.LightningModule):
 
     # --- optimisation -------------------------------------------------------------------------
     def schedule_total(self) -> int:
-        """Training batches the LR schedule spans: `max_steps`, else Lightning's estimate."""
-        return self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        """Training batches the LR schedule spans: from `max_steps` (Lightning counts every optimizer
+        step, so two per batch once the GAN is on at `gan_start`), else Lightning's estimate."""
+        steps, start = self.trainer.max_steps, self.hparams.gan_start
+        if steps <= 0:
+            return self.trainer.estimated_stepping_batches
+        if self.discriminator is None or steps <= start:
+            return steps
+        return (steps + start) // 2
 
     def configure_optimizers(self):
         hp = self.hparams
