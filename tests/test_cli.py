@@ -37,6 +37,13 @@ def test_info(capsys):
     assert "tokens_per_second  75.00" in out and "bits_per_second    6,000.00" in out and "parameters" in out
 
 
+def test_info_of_a_paper_scale_model_shows_the_official_size(capsys):
+    assert main(["info", "titok-l-32"]) == 0  # built on the meta device: no 2.5 GB allocation
+    out = capsys.readouterr().out
+    assert "parameters         641,054,735" in out and "num_tokens         32" in out
+    assert "official           yucornetto/tokenizer_titok_l32_imagenet" in out
+
+
 def test_errors_are_one_line_and_exit_2(capsys):
     assert main(["info", "not-a-model"]) == 2
     assert "error:" in capsys.readouterr().err

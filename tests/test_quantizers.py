@@ -221,3 +221,11 @@ def test_stats_describe_the_window_when_taken_even_if_read_later():
     assert early["usage"].item() == pytest.approx(1 / 8)
     assert late["usage"].item() == 1.0
     assert late["usage"] is late["usage"]  # computed once, then fixed
+
+
+def test_learned_cosine_codebook_quantizes_in_float32_under_autocast():
+    q = make("vq-learned-cosine").eval()
+    z = torch.randn(2, 64, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ids = q(z).ids
+    assert torch.equal(ids, q(z).ids)

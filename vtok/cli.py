@@ -30,8 +30,17 @@ def model_info(tok) -> dict:
 def cmd_info(args: argparse.Namespace) -> None:
     import vtok
 
-    tok = vtok.create(args.name) if args.name in vtok.list_models() and not args.load else vtok.load(args.name)
-    for key, value in model_info(tok).items():
+    registered = args.name in vtok.list_models() and not args.load
+    if registered:
+        with torch.device("meta"):  # shapes only: a paper-scale model is described without allocating it
+            tok = vtok.create(args.name)
+    else:
+        tok = vtok.load(args.name)
+    info = model_info(tok)
+    if registered:
+        entry = vtok.registry.get_entry(args.name)
+        info.update({k: v for k, v in (("official", entry.official), ("hub", entry.hub_id)) if v})
+    for key, value in info.items():
         shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
         print(f"{key:18s} {shown}")
 

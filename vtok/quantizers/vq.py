@@ -83,7 +83,10 @@ class LearnedCosineCodebook(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """z (B, N, D) -> (z_q unit vectors with straight-through gradient, ids (B, N), loss)."""
-        z = F.normalize(z.float(), dim=-1)
+        with torch.autocast(z.device.type, enabled=False):  # distances in float32 even under bf16 autocast
+            return self._quantize(F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=-1))
+
+    def _quantize(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         codes = self.codebook
         flat = z.reshape(-1, z.shape[-1])
         # |z|^2 + |e|^2 - 2 z.e, not just -z.e: near-ties resolve as in the official TiTok code
