@@ -160,5 +160,19 @@ def test_titok_two_stage_training(tmp_path, image_dirs):
 def test_freeze_names_unknown_prefix():
     from vtok.train import ImageTokenizerTraining
 
-    with pytest.raises(ValueError, match="no parameter of titok-tiny starts with 'encoderr'"):
+    with pytest.raises(ValueError, match="no parameter or buffer of titok-tiny starts with 'encoderr'"):
         ImageTokenizerTraining("titok-tiny", freeze=["encoderr"])
+
+
+def test_frozen_ema_quantizer_stays_in_eval_mode():
+    """An EMA codebook is a buffer: freezing its module keeps it in eval mode, so it stops updating."""
+    from vtok.train import ImageTokenizerTraining
+
+    ema = {"kind": "vq", "codebook_size": 256, "distance": "cosine", "kmeans_init": True}
+    module = ImageTokenizerTraining("titok-tiny", overrides={"quantizer": ema}, freeze=["encoder", "quantizer", "latent_tokens"])
+    module.train()
+    assert not module.model.quantizer.training and not module.model.encoder.training and module.model.decoder.training
+    module.model(torch.rand(4, 3, 32, 32))  # k-means initialisation happens on the first call in any mode
+    before = module.model.quantizer.codebook.clone()
+    module.model(torch.rand(4, 3, 32, 32))
+    assert torch.equal(module.model.quantizer.codebook, before)

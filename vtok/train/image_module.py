@@ -82,14 +82,25 @@ class ImageTokenizerTraining(TokenizerTraining):
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
 
     def freeze(self, prefixes: list[str]) -> None:
-        """Stop training the model's parameters whose names start with one of `prefixes`."""
-        names = [n for n, _ in self.model.named_parameters()]
+        """Stop training the model's parameters and submodules whose names start with one of `prefixes`.
+
+        Frozen submodules also stay in eval mode, so EMA codebooks (buffers) stop updating too.
+        """
+        names = [n for n, _ in self.model.named_parameters()] + [n for n, _ in self.model.named_buffers()]
         for prefix in prefixes:
             if not any(n.startswith(prefix) for n in names):
-                raise ValueError(f"freeze: no parameter of {self.hparams.tokenizer} starts with {prefix!r}")
+                raise ValueError(f"freeze: no parameter or buffer of {self.hparams.tokenizer} starts with {prefix!r}")
         for name, p in self.model.named_parameters():
             if any(name.startswith(prefix) for prefix in prefixes):
                 p.requires_grad_(False)
+        modules = dict(self.model.named_modules())
+        self.frozen_modules = [modules[p] for p in prefixes if p in modules]
+
+    def train(self, mode: bool = True) -> "ImageTokenizerTraining":
+        super().train(mode)
+        for module in getattr(self, "frozen_modules", []):
+            module.eval()
+        return self
 
     # --- losses -------------------------------------------------------------------------------
     def generator_loss(self, x: torch.Tensor, out: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
