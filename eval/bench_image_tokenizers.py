@@ -142,14 +142,15 @@ def main() -> None:
     parser.add_argument("--official", type=Path, default=None, help="a checkout of bytedance/1d-tokenizer")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [bench(m, b, args.rounds, args.official) for m in args.models for b in args.batch_sizes]
     cols = ["vtok encode", "vtok decode"] + (["official encode", "official decode", "encode ratio", "decode ratio"] if args.official else [])
     print(f"torch {torch.__version__}, {args.threads} threads, {args.rounds} rounds, CPU, random weights; images/s (ratio = vtok / official)\n")
     print("| model | batch | " + " | ".join(cols) + " |")
-    print("|---|---|" + "---|" * len(cols))
-    for row in rows:
-        cells = [f"{row[c]:.2f}x" if "ratio" in c else f"{row[c]:.2f}" for c in cols]
-        print(f"| {row['model']} | {row['batch']} | " + " | ".join(cells) + " |")
+    print("|---|---|" + "---|" * len(cols), flush=True)
+    for model in args.models:
+        for batch in args.batch_sizes:  # one row at a time: a paper-scale row takes minutes on a CPU
+            row = bench(model, batch, args.rounds, args.official)
+            cells = [f"{row[c]:.2f}x" if "ratio" in c else f"{row[c]:.2f}" for c in cols]
+            print(f"| {row['model']} | {row['batch']} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
