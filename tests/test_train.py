@@ -76,7 +76,7 @@ def held_out_psnr(tok, image_dirs):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_fit_learns_and_exports(family, tmp_path, image_dirs):
-    run = run_fit(family, tmp_path, image_dirs, max_steps=300)
+    run = run_fit(family, tmp_path, image_dirs, max_steps=200)
     assert (run / "checkpoints" / "last.ckpt").is_file()
     trained = vtok.load(run / "export")
     model_args = yaml.safe_load(recipe(family).read_text())["model"]["init_args"]
@@ -88,7 +88,7 @@ def test_fit_learns_and_exports(family, tmp_path, image_dirs):
     print(f"{family}: held-out PSNR: untrained {before:.2f} dB -> trained {after:.2f} dB")
     assert after > before + 2.0
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)  # our own checkpoint, test only
-    assert len(ckpt["optimizer_states"]) == 1 and ckpt["vtok"]["batches_seen"] == 300
+    assert len(ckpt["optimizer_states"]) == 1 and ckpt["vtok"]["batches_seen"] == 200
     assert any("WeightEMA" in k for k in ckpt["callbacks"])
 
 
@@ -110,7 +110,7 @@ def test_warmup_cosine():
     assert warmup_cosine(55, 10, 100) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ["vqgan", "titok"])  # onedpiece is titok's network: its DDP path is the same
 def test_two_gloo_ranks_train_the_tiny_recipe_to_identical_weights(family, tmp_path, image_dirs):
     dump = tmp_path / "weights"
     cmd = fit_command(family, image_dirs, 20) + [

@@ -155,6 +155,16 @@ class AudioTokenizer(Tokenizer):
         raise NotImplementedError
 
     @property
+    def causal(self) -> bool:
+        """True when no id or sample depends on later input (chunks then need context on the left only)."""
+        return False
+
+    @property
+    def chunk_overlap_seconds(self) -> float:
+        """Default context on each side of a chunk in `encode`/`decode(..., chunk_seconds=...)`."""
+        return 1.0
+
+    @property
     def tokens_per_second(self) -> float:
         """Token frames per second of audio."""
         return self.sample_rate / self.hop_length

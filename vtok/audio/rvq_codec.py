@@ -29,6 +29,7 @@ from ..nn.seanet import SEANetDecoder, SEANetEncoder
 from ..quantizers import RVQ, QuantizerOutput
 from ..registry import register, register_model
 from ..tokenizer import AudioTokenizer
+from .chunking import decode_in_chunks, encode_in_chunks
 
 DEFAULT_QUANTIZER = {"kind": "rvq", "codebook_size": 1024, "num_codebooks": 8, "quantizer_dropout": True}
 # EnCodec's codebook training: EMA decay 0.99, k-means init (50 iters), dead codes (EMA count < 2) reseeded.
@@ -88,6 +89,10 @@ class RVQCodec(AudioTokenizer):
     def hop_length(self) -> int:
         return math.prod(self.config["ratios"])
 
+    @property
+    def causal(self) -> bool:
+        return bool(self.config["causal"])
+
     def quantize(self, wav: Tensor) -> QuantizerOutput:
         """Audio (B,1,T) -> the quantizer's answer on T' = ceil(T / hop_length) frames, ids (B,T',Q)."""
         wav = F.pad(wav, (0, -wav.shape[-1] % self.hop_length))
@@ -108,19 +113,32 @@ class RVQCodec(AudioTokenizer):
         return {"wav_hat": wav_hat, "ids": out.ids.transpose(1, 2), "loss": out.loss, "stats": out.stats}
 
     # --- encode / decode ------------------------------------------------------------------------
-    def encode(self, wav: Tensor, num_codebooks: int | None = None) -> Tensor:
-        """Audio float (B,1,T) in [-1,1] -> ids long (B,q,T'), the first q (default Q) RVQ levels."""
+    def encode(self, wav: Tensor, num_codebooks: int | None = None, chunk_seconds: float | None = None,
+               overlap_seconds: float | None = None) -> Tensor:
+        """Audio float (B,1,T) in [-1,1] -> ids long (B,q,T'), the first q (default Q) RVQ levels.
+
+        With chunk_seconds, encodes windows of chunk_seconds plus overlap_seconds of context
+        (default `chunk_overlap_seconds`; left only if causal), see `vtok.audio.chunking`.
+        """
         q = self.num_codebooks if num_codebooks is None else num_codebooks
         if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= self.num_codebooks:
             raise ValueError(f"rvq-codec: num_codebooks must be an int in [1, {self.num_codebooks}], got {num_codebooks!r}")
         self.check_audio(wav)
         # quantizer dropout (ids -1) and EMA updates belong to training steps, not to encoding
         with self.quantizer.inference():
-            ids = self.quantize(wav).ids
-        return ids[..., :q].transpose(1, 2).contiguous()
+            if chunk_seconds is None and overlap_seconds is None:
+                return self._encode_ids(wav)[:, :q].contiguous()
+            return encode_in_chunks(self, lambda w: self._encode_ids(w)[:, :q], wav, chunk_seconds, overlap_seconds)
 
-    def decode(self, ids: Tensor) -> Tensor:
-        """Ids integer (B,q,T') in [0, vocab_size), 1 <= q <= Q -> audio float (B,1,T' * hop_length) in [-1,1]."""
+    def _encode_ids(self, wav: Tensor) -> Tensor:
+        """Audio (B,1,T), unchecked -> ids (B,Q,T')."""
+        return self.quantize(wav).ids.transpose(1, 2)
+
+    def decode(self, ids: Tensor, chunk_seconds: float | None = None, overlap_seconds: float | None = None) -> Tensor:
+        """Ids integer (B,q,T') in [0, vocab_size), 1 <= q <= Q -> audio float (B,1,T' * hop_length) in [-1,1].
+
+        With chunk_seconds, decodes windows with overlap_seconds of context and stitches them (as `encode`).
+        """
         want = f"an integer tensor (B, q, T') with 1 <= q <= {self.num_codebooks}"
         if not isinstance(ids, Tensor):
             raise ValueError(f"ids: expected {want}, got {type(ids).__name__}")
@@ -128,8 +146,13 @@ class RVQCodec(AudioTokenizer):
             raise ValueError(f"ids: expected {want}, got dtype {ids.dtype}")
         if ids.ndim != 3 or not 1 <= ids.shape[1] <= self.num_codebooks or ids.numel() == 0:
             raise ValueError(f"ids: expected {want}, got shape {tuple(ids.shape)}")
-        z_q = self.quantizer.decode_ids(ids.transpose(1, 2))
-        return self.decode_latents(z_q).clamp(-1.0, 1.0)
+        if chunk_seconds is None and overlap_seconds is None:
+            return self._decode_ids(ids).clamp(-1.0, 1.0)
+        return decode_in_chunks(self, self._decode_ids, ids, chunk_seconds, overlap_seconds).clamp(-1.0, 1.0)
+
+    def _decode_ids(self, ids: Tensor) -> Tensor:
+        """Ids (B,q,T'), unchecked -> audio (B,1,T' * hop_length), unclamped."""
+        return self.decode_latents(self.quantizer.decode_ids(ids.transpose(1, 2)))
 
 
 register(

@@ -68,6 +68,7 @@ from ..nn.vocos import ISTFTHead, VocosBackbone
 from ..quantizers import VQ, QuantizerOutput
 from ..registry import register, register_model
 from ..tokenizer import AudioTokenizer
+from .chunking import decode_in_chunks, encode_in_chunks
 
 # The official EncodecFeatures quantizer: one EnCodec-style EMA VQ layer, vq_bins 4096, vq_kmeans 200.
 WAVTOKENIZER_QUANTIZER = {"kind": "vq", "codebook_size": 4096, "decay": 0.99, "kmeans_init": True, "kmeans_iters": 200,
@@ -147,15 +148,27 @@ class WavTokenizer(AudioTokenizer):
         return {"wav_hat": wav_hat, "ids": out.ids.unsqueeze(1), "loss": out.loss, "stats": out.stats}
 
     # --- encode / decode ------------------------------------------------------------------------
-    def encode(self, wav: Tensor) -> Tensor:
-        """Audio float (B,1,T) in [-1,1] at 24 kHz -> ids long (B,1,ceil(T / hop_length))."""
+    def encode(self, wav: Tensor, chunk_seconds: float | None = None, overlap_seconds: float | None = None) -> Tensor:
+        """Audio float (B,1,T) in [-1,1] at 24 kHz -> ids long (B,1,ceil(T / hop_length)).
+
+        With chunk_seconds, encodes windows of chunk_seconds plus overlap_seconds of context on each
+        side (default `chunk_overlap_seconds`), see `vtok.audio.chunking`.
+        """
         self.check_audio(wav)
         with self.quantizer.inference():  # no EMA updates or dead-code restarts while encoding
-            ids = self.quantize(wav).ids
-        return ids.unsqueeze(1)
+            if chunk_seconds is None and overlap_seconds is None:
+                return self._encode_ids(wav)
+            return encode_in_chunks(self, self._encode_ids, wav, chunk_seconds, overlap_seconds)
 
-    def decode(self, ids: Tensor) -> Tensor:
-        """Ids integer (B,1,T') in [0, vocab_size) -> audio float (B,1,T' * hop_length) in [-1,1]."""
+    def _encode_ids(self, wav: Tensor) -> Tensor:
+        """Audio (B,1,T), unchecked -> ids (B,1,T')."""
+        return self.quantize(wav).ids.unsqueeze(1)
+
+    def decode(self, ids: Tensor, chunk_seconds: float | None = None, overlap_seconds: float | None = None) -> Tensor:
+        """Ids integer (B,1,T') in [0, vocab_size) -> audio float (B,1,T' * hop_length) in [-1,1].
+
+        With chunk_seconds, decodes windows with overlap_seconds of context on each side, crossfaded.
+        """
         want = "an integer tensor (B, 1, T')"
         if not isinstance(ids, Tensor):
             raise ValueError(f"ids: expected {want}, got {type(ids).__name__}")
@@ -163,8 +176,13 @@ class WavTokenizer(AudioTokenizer):
             raise ValueError(f"ids: expected {want}, got dtype {ids.dtype}")
         if ids.ndim != 3 or ids.shape[1] != 1 or ids.numel() == 0:
             raise ValueError(f"ids: expected {want}, got shape {tuple(ids.shape)}")
-        z_q = self.quantizer.decode_ids(ids[:, 0])
-        return self.decode_latents(z_q).clamp(-1.0, 1.0)
+        if chunk_seconds is None and overlap_seconds is None:
+            return self._decode_ids(ids).clamp(-1.0, 1.0)
+        return decode_in_chunks(self, self._decode_ids, ids, chunk_seconds, overlap_seconds).clamp(-1.0, 1.0)
+
+    def _decode_ids(self, ids: Tensor) -> Tensor:
+        """Ids (B,1,T'), unchecked -> audio (B,1,T' * hop_length), unclamped."""
+        return self.decode_latents(self.quantizer.decode_ids(ids[:, 0]))
 
     # --- official weights -----------------------------------------------------------------------
     @classmethod
