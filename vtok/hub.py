@@ -190,8 +190,9 @@ def load(source: str | Path, *, official_weights: str | Path | None = None, **kw
             f"{name!r} has no pretrained weights (none shipped in {checkpoints_dir()}, no Hub repo); "
             f"use vtok.create({name!r}) for an untrained model, or pass a directory or Hub repo id"
         )
-    if official_entry(name) is not None:
-        return load_official(official_entry(name), **kwargs)
+    official = official_entry(name)
+    if official is not None:
+        return load_official(official, **kwargs)
     if "/" not in name and not Path(name).exists():
         get_entry(name)  # neither a path nor an org/name repo id: a mistyped registry name
     return load_pretrained(source, **kwargs)

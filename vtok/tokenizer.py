@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import Tensor, nn
 
@@ -153,6 +154,18 @@ class AudioTokenizer(Tokenizer):
     def hop_length(self) -> int:
         """Samples per token frame."""
         raise NotImplementedError
+
+    def check_ids(self, ids: Tensor) -> None:
+        """Raise ValueError unless ids is a non-empty integer tensor (B, q, T'), 1 <= q <= num_codebooks
+        (values are checked by the quantizer)."""
+        q = self.num_codebooks
+        want = "an integer tensor (B, 1, T')" if q == 1 else f"an integer tensor (B, q, T') with 1 <= q <= {q}"
+        if not isinstance(ids, Tensor):
+            raise ValueError(f"ids: expected {want}, got {type(ids).__name__}")
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise ValueError(f"ids: expected {want}, got dtype {ids.dtype}")
+        if ids.ndim != 3 or not 1 <= ids.shape[1] <= q or ids.numel() == 0:
+            raise ValueError(f"ids: expected {want}, got shape {tuple(ids.shape)}")
 
     @property
     def causal(self) -> bool:

@@ -85,17 +85,23 @@ def decode_chunked(decode: Callable[[Tensor], Tensor], ids: Tensor, hop: int, ch
     return out
 
 
-def encode_in_chunks(tok: AudioTokenizer, encode: Callable[[Tensor], Tensor], wav: Tensor, chunk_seconds: float,
+def encode_in_chunks(tok: AudioTokenizer, encode: Callable[[Tensor], Tensor], wav: Tensor, chunk_seconds: float | None,
                      overlap_seconds: float | None) -> Tensor:
-    """`tok`'s unchecked `encode` on windows of chunk_seconds + overlap_seconds context: (B,1,T) -> (B,Q,T')."""
+    """`tok`'s unchecked `encode` on windows of chunk_seconds + overlap_seconds context: (B,1,T) -> (B,Q,T');
+    on the whole signal when neither is given."""
+    if chunk_seconds is None and overlap_seconds is None:
+        return encode(wav)
     overlap = tok.chunk_overlap_seconds if overlap_seconds is None else overlap_seconds
     chunk, context = chunk_frames(chunk_seconds, overlap, tok.tokens_per_second)
     return encode_chunked(encode, wav, tok.hop_length, chunk, context, 0 if tok.causal else context)
 
 
-def decode_in_chunks(tok: AudioTokenizer, decode: Callable[[Tensor], Tensor], ids: Tensor, chunk_seconds: float,
+def decode_in_chunks(tok: AudioTokenizer, decode: Callable[[Tensor], Tensor], ids: Tensor, chunk_seconds: float | None,
                      overlap_seconds: float | None) -> Tensor:
-    """`tok`'s unchecked `decode` on windows, crossfaded over the context (hard cuts if causal): (B,Q,T') -> (B,1,T'*hop)."""
+    """`tok`'s unchecked `decode` on windows, crossfaded over the context (hard cuts if causal): (B,Q,T') -> (B,1,T'*hop);
+    on all frames at once when neither chunk_seconds nor overlap_seconds is given."""
+    if chunk_seconds is None and overlap_seconds is None:
+        return decode(ids)
     overlap = tok.chunk_overlap_seconds if overlap_seconds is None else overlap_seconds
     chunk, context = chunk_frames(chunk_seconds, overlap, tok.tokens_per_second)
     if tok.causal:

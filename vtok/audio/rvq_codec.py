@@ -20,7 +20,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -126,9 +125,8 @@ class RVQCodec(AudioTokenizer):
         self.check_audio(wav)
         # quantizer dropout (ids -1) and EMA updates belong to training steps, not to encoding
         with self.quantizer.inference():
-            if chunk_seconds is None and overlap_seconds is None:
-                return self._encode_ids(wav)[:, :q].contiguous()
-            return encode_in_chunks(self, lambda w: self._encode_ids(w)[:, :q], wav, chunk_seconds, overlap_seconds)
+            ids = encode_in_chunks(self, lambda w: self._encode_ids(w)[:, :q], wav, chunk_seconds, overlap_seconds)
+        return ids.contiguous()
 
     def _encode_ids(self, wav: Tensor) -> Tensor:
         """Audio (B,1,T), unchecked -> ids (B,Q,T')."""
@@ -139,15 +137,7 @@ class RVQCodec(AudioTokenizer):
 
         With chunk_seconds, decodes windows with overlap_seconds of context and stitches them (as `encode`).
         """
-        want = f"an integer tensor (B, q, T') with 1 <= q <= {self.num_codebooks}"
-        if not isinstance(ids, Tensor):
-            raise ValueError(f"ids: expected {want}, got {type(ids).__name__}")
-        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-            raise ValueError(f"ids: expected {want}, got dtype {ids.dtype}")
-        if ids.ndim != 3 or not 1 <= ids.shape[1] <= self.num_codebooks or ids.numel() == 0:
-            raise ValueError(f"ids: expected {want}, got shape {tuple(ids.shape)}")
-        if chunk_seconds is None and overlap_seconds is None:
-            return self._decode_ids(ids).clamp(-1.0, 1.0)
+        self.check_ids(ids)
         return decode_in_chunks(self, self._decode_ids, ids, chunk_seconds, overlap_seconds).clamp(-1.0, 1.0)
 
     def _decode_ids(self, ids: Tensor) -> Tensor:

@@ -156,8 +156,6 @@ class WavTokenizer(AudioTokenizer):
         """
         self.check_audio(wav)
         with self.quantizer.inference():  # no EMA updates or dead-code restarts while encoding
-            if chunk_seconds is None and overlap_seconds is None:
-                return self._encode_ids(wav)
             return encode_in_chunks(self, self._encode_ids, wav, chunk_seconds, overlap_seconds)
 
     def _encode_ids(self, wav: Tensor) -> Tensor:
@@ -169,15 +167,7 @@ class WavTokenizer(AudioTokenizer):
 
         With chunk_seconds, decodes windows with overlap_seconds of context on each side, crossfaded.
         """
-        want = "an integer tensor (B, 1, T')"
-        if not isinstance(ids, Tensor):
-            raise ValueError(f"ids: expected {want}, got {type(ids).__name__}")
-        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-            raise ValueError(f"ids: expected {want}, got dtype {ids.dtype}")
-        if ids.ndim != 3 or ids.shape[1] != 1 or ids.numel() == 0:
-            raise ValueError(f"ids: expected {want}, got shape {tuple(ids.shape)}")
-        if chunk_seconds is None and overlap_seconds is None:
-            return self._decode_ids(ids).clamp(-1.0, 1.0)
+        self.check_ids(ids)
         return decode_in_chunks(self, self._decode_ids, ids, chunk_seconds, overlap_seconds).clamp(-1.0, 1.0)
 
     def _decode_ids(self, ids: Tensor) -> Tensor:
