@@ -133,6 +133,13 @@ class ImageTokenizer(Tokenizer):
         return {**super().describe(), "image_size": self.image_size, "num_tokens": self.num_tokens,
                 "bits_per_image": self.bits_per_image}
 
+    def check_num_tokens(self, num_tokens: int | None) -> int:
+        """The number of tokens to keep: a fixed-length tokenizer takes only None or num_tokens."""
+        if num_tokens is not None and num_tokens != self.num_tokens:
+            name = getattr(self, "family", type(self).__name__.lower())
+            raise ValueError(f"{name}: a fixed-length tokenizer of {self.num_tokens} tokens, got num_tokens={num_tokens}")
+        return self.num_tokens
+
     def check_images(self, x: Tensor) -> None:
         """Raise ValueError unless x is float (B,3,S,S) in [0,1] with S = image_size."""
         s = self.image_size

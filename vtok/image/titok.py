@@ -249,12 +249,6 @@ class TiTok(ImageTokenizer):
         return z_q
 
     # --- encode / decode ------------------------------------------------------------------------
-    def check_num_tokens(self, num_tokens: int | None) -> int:
-        """The number of tokens to keep; TiTok is fixed-length: None or K."""
-        if num_tokens is not None and num_tokens != self.num_tokens:
-            raise ValueError(f"{self.family}: a fixed-length tokenizer of {self.num_tokens} tokens, got num_tokens={num_tokens}")
-        return self.num_tokens
-
     def encode(self, x: Tensor, num_tokens: int | None = None) -> Tensor:
         """Images float (B,3,S,S) in [0,1] -> ids long (B,K)."""
         k = self.check_num_tokens(num_tokens)

@@ -196,8 +196,7 @@ class VQGAN(ImageTokenizer):
     # --- encode / decode ------------------------------------------------------------------------
     def encode(self, x: Tensor, num_tokens: int | None = None) -> Tensor:
         """Images float (B,3,S,S) in [0,1] -> ids long (B,N), N = grid**2, row-major over the grid."""
-        if num_tokens is not None and num_tokens != self.num_tokens:
-            raise ValueError(f"vqgan: a fixed-length tokenizer of {self.num_tokens} tokens, got num_tokens={num_tokens}")
+        self.check_num_tokens(num_tokens)
         self.check_images(x)
         with self.quantizer.inference():  # no EMA codebook update from encoding, whatever the mode
             return self.quantize(x).ids
