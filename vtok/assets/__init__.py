@@ -46,6 +46,20 @@ def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
     return pixels.permute(2, 0, 1).contiguous().float() / 255.0
 
 
+def sample_crops(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """n seeded random size x size crops of the sample photos: float (n, 3, size, size) in [0, 1]."""
+    photos = torch.stack([load_image(p) for p in sample_image_paths()])
+    if size > photos.shape[-1]:
+        raise ValueError(f"sample_crops: size must be at most {photos.shape[-1]}, got {size}")
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        k = int(torch.randint(len(photos), (1,), generator=g))
+        top, left = torch.randint(0, photos.shape[-1] - size + 1, (2,), generator=g).tolist()
+        out.append(photos[k, :, top : top + size, left : left + size])
+    return torch.stack(out)
+
+
 def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
     """Read audio as mono float (1, T) in [-1, 1] and its rate; resample to sample_rate if given."""
     _check_positive("sample_rate", sample_rate)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
@@ -19,11 +20,15 @@ from torch.nn.utils.parametrizations import weight_norm
 
 def pad1d(x: Tensor, left: int, right: int) -> Tensor:
     """Reflect-pad the time axis of x (B, C, T); zero-extends first when T is shorter than the pad."""
+    if left == 0 and right == 0:
+        return x
     extra = max(left, right) - x.shape[-1] + 1
-    if extra <= 0:
-        return F.pad(x, (left, right), mode="reflect")
-    x = F.pad(F.pad(x, (0, extra)), (left, right), mode="reflect")
-    return x[..., : x.shape[-1] - extra]
+    if extra > 0:
+        return pad1d(F.pad(x, (0, extra)), left, right)[..., :-extra]
+    # flipped slices + cat: the same values as F.pad(mode="reflect"), several times faster on CPU
+    parts = [x[..., 1 : left + 1].flip(-1)] if left else []
+    parts += [x, x[..., -right - 1 : -1].flip(-1)] if right else [x]
+    return torch.cat(parts, dim=-1)
 
 
 class SConv1d(nn.Module):

@@ -1,0 +1,1 @@
+"""Evaluation: classic-codec baselines, rate-distortion plots and the `vtok eval` harness."""
