@@ -1,4 +1,4 @@
-"""Every recipe parses with LightningCLI (types checked, nothing built) and names a registered model."""
+"""Every recipe parses with LightningCLI (types checked, nothing built); tokenizer recipes name a registered model."""
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/*.yam
 def test_there_are_paper_and_tiny_recipes():
     names = {f"{p.parent.name}/{p.stem}" for p in RECIPES}
     assert {"titok/tiny-cpu", "onedpiece/tiny-cpu", "titok/titok-l-32-stage1", "titok/titok-l-32-stage2",
-            "onedpiece/onedpiece-l-256-stage2"} <= names
+            "onedpiece/onedpiece-l-256-stage2", "ar/onedpiece-tiny-cpu", "ar/wavtokenizer-tiny-cpu"} <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -23,9 +23,11 @@ def test_recipe_parses(path, capsys):
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     args = printed["model"]["init_args"]
-    vtok.registry.get_entry(args["tokenizer"])  # a registered model
+    if path.parent.name != "ar":  # AR recipes train a GPT on the tokens of a tokenizer export
+        vtok.registry.get_entry(args["tokenizer"])  # a registered model
     callbacks = printed["trainer"]["callbacks"]
     checkpoint = next(c for c in callbacks if c["class_path"].endswith("ModelCheckpoint"))["init_args"]
     # resumable by rerunning the same command: a fixed dirpath, last.ckpt, ckpt_path: last
     assert checkpoint["dirpath"] and checkpoint["save_last"] is True and printed["ckpt_path"] == "last"
-    assert any(c["class_path"].endswith(("WeightEMA", "EMAWeightAveraging")) for c in callbacks)  # an EMA of the weights
+    if path.parent.name != "ar":
+        assert any(c["class_path"].endswith(("WeightEMA", "EMAWeightAveraging")) for c in callbacks)  # an EMA of the weights

@@ -166,6 +166,26 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"wrote {Path(args.out) / 'results.json'}" + (f" and {result['rd_plot']}" if "rd_plot" in result else ""))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from vtok.ar.export import export_tokens
+
+    meta = export_tokens(args.tokenizer, args.data, args.out, num_tokens=args.num_tokens, num_codebooks=args.num_codebooks,
+                         labels=args.labels, audio_seconds=args.audio_seconds, shard_items=args.shard_items,
+                         batch_size=args.batch_size, accelerator=args.accelerator, devices=args.devices,
+                         num_nodes=args.num_nodes, limit=args.limit)
+    print(f"wrote {args.out}: {meta['num_items']} items, {meta['num_tokens_total']} tokens in {len(meta['shards'])} shard(s)")
+
+
+def cmd_ar_sample(args: argparse.Namespace) -> None:
+    from vtok.ar.sample import sample
+
+    paths = sample(args.ckpt, args.out, n=args.n, label=args.label, cfg=args.cfg, temperature=args.temperature,
+                   top_k=args.top_k, top_p=args.top_p, num_tokens=args.num_tokens, seconds=args.seconds, seed=args.seed,
+                   tokenizer=args.tokenizer)
+    for path in paths:
+        print(f"wrote {path}")
+
+
 def cmd_push(args: argparse.Namespace) -> None:
     from vtok.hub import push
 
@@ -244,6 +264,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true")
     p.set_defaults(func=cmd_push)
 
+    p = sub.add_parser("export", help="encode a folder of images or audio into token shards for AR training")
+    p.add_argument("--tokenizer", "-t", required=True, help="registry name, saved directory or Hub repo id")
+    p.add_argument("--data", required=True, help="folder of images or audio (recursive)")
+    p.add_argument("--out", "-o", required=True, help="output directory (meta.json + shard_*.bin/.idx.npy); reruns resume")
+    p.add_argument("--num-tokens", type=int, help="tokens per image (variable-length image tokenizers)")
+    p.add_argument("--num-codebooks", type=int, help="codebooks to keep (RVQ audio codecs)")
+    p.add_argument("--labels", choices=["from-folders"], help="label each item by its folder below --data")
+    p.add_argument("--audio-seconds", type=float, help="cut audio into windows of this length (default: whole utterances)")
+    p.add_argument("--shard-items", type=int, default=4096)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="auto")
+    p.add_argument("--num-nodes", type=int, default=1)
+    p.add_argument("--limit", type=int, help="export the first N items only")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("ar", help="the AR generator: `vtok ar fit --config recipes/ar/...yaml`, `vtok ar sample`")
+    ar = p.add_subparsers(dest="ar_command", required=True)
+    q = ar.add_parser("fit", help="train a GPT on token shards (LightningCLI, like vtok fit)", add_help=False)
+    q.add_argument("lightning_args", nargs=argparse.REMAINDER, help="LightningCLI fit arguments, --help for all")
+    q = ar.add_parser("sample", help="sample from a trained GPT and decode to a PNG grid or WAV files")
+    q.add_argument("--ckpt", required=True, help="the GPT directory written at the end of `vtok ar fit` (export_dir)")
+    q.add_argument("--out", "-o", required=True, help="output directory")
+    q.add_argument("--n", type=int, default=16, help="number of samples")
+    q.add_argument("--label", type=int, help="class label (class-conditional GPTs)")
+    q.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    q.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    q.add_argument("--top-k", type=int)
+    q.add_argument("--top-p", type=float)
+    q.add_argument("--num-tokens", type=int, help="tokens per image (variable-length tokenizers; default: all)")
+    q.add_argument("--seconds", type=float, help="seconds of audio per sample (default 2)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--tokenizer", help="decode with this tokenizer instead of the recorded one (hash must match)")
+    q.set_defaults(func=cmd_ar_sample)
+
     p = sub.add_parser("fit", help="train from a recipe: vtok fit --config recipes/<family>/<name>.yaml (LightningCLI)",
                        add_help=False)
     p.add_argument("lightning_args", nargs=argparse.REMAINDER, help="LightningCLI fit arguments, --help for all")
@@ -259,11 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vtok` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["fit"]:  # everything after `fit` belongs to LightningCLI, --help included
-        from vtok.train.cli import fit
+    for head in (["fit"], ["ar", "fit"]):  # everything after `fit` belongs to LightningCLI, --help included
+        if argv[: len(head)] == head:
+            from vtok.train.cli import fit
 
-        fit(argv[1:])
-        return 0
+            fit(argv[len(head):])
+            return 0
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -1,4 +1,6 @@
 """Lightning training of vtok tokenizers (models never import Lightning; this package does)."""
+from .ar_data import TokenDataModule
+from .ar_module import ARTraining
 from .audio_data import AudioDataModule
 from .audio_module import AudioCodecTraining
 from .base import TokenizerTraining
@@ -6,5 +8,5 @@ from .callbacks import WeightEMA
 from .data import ImageDataModule, ImageFolder, ResumableSampler
 from .image_module import ImageTokenizerTraining
 
-__all__ = ["AudioCodecTraining", "AudioDataModule", "ImageDataModule", "ImageFolder", "ResumableSampler",
+__all__ = ["ARTraining", "TokenDataModule", "AudioCodecTraining", "AudioDataModule", "ImageDataModule", "ImageFolder", "ResumableSampler",
            "ImageTokenizerTraining", "TokenizerTraining", "WeightEMA"]
