@@ -10,7 +10,7 @@ import vtok
 from vtok import assets
 from vtok.cli import build_parser, main
 
-SUBCOMMANDS = ["list", "info", "encode", "decode", "analyze", "eval", "push", "demo"]
+SUBCOMMANDS = ["list", "info", "encode", "decode", "analyze", "eval", "export", "ar", "push", "demo"]
 
 
 def test_every_subcommand_has_help():

@@ -271,9 +271,12 @@ def evaluate(
 
 
 def run_name(source: str) -> str:
-    """A short name for a tokenizer source: a registry/Hub name as given, a local directory by its folder name."""
-    path = Path(source)
-    return path.name if path.exists() else source
+    """A short name for a tokenizer source: a registry/Hub name as given, a local directory by its folder name
+    (a training run's `export` directory by its run's name)."""
+    path = Path(source).resolve()
+    if not Path(source).exists():
+        return source
+    return path.parent.name if path.name == "export" else path.name
 
 
 def _image_metrics(images: Tensor, out: Path, rfid: bool, reference: str | None, inception: str | None,
