@@ -201,7 +201,9 @@ from vtok.ar import export as ex
 
 write = ex.ShardWriter.write
 def logged(self, shard, codes):
-    print("WROTE", ex.rank_world()[0], shard, flush=True)
+    rank = ex.rank_world()[0]
+    with open(f"wrote_rank{rank}.txt", "a") as f:  # a file per rank: two processes' stdout lines can interleave
+        f.write(f"{rank} {shard}\\n")
     write(self, shard, codes)
 
 
@@ -223,11 +225,13 @@ def test_two_processes_share_the_shards(toks, audio_export, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(assets.ASSETS_DIR.parents[1])}
 
     def run() -> set[tuple[int, int]]:
+        for old in tmp_path.glob("wrote_rank*.txt"):
+            old.unlink()
         done = subprocess.run([sys.executable, str(script), toks["aud"], str(SPEECH), str(out)], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
-        lines = [line.split() for line in done.stdout.splitlines() if line.startswith("WROTE")]
-        return {(int(r), int(s)) for _, r, s in lines}
+        lines = [line.split() for f in tmp_path.glob("wrote_rank*.txt") for line in f.read_text().splitlines()]
+        return {(int(r), int(s)) for r, s in lines}
 
     assert run() == {(0, 0), (0, 2), (0, 4), (0, 6), (1, 1), (1, 3), (1, 5)}
     two, one = TokenShards(out), TokenShards(audio_export[0])
