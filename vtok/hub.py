@@ -66,7 +66,7 @@ def _hub_file(repo_id: str, filename: str, **kwargs: Any) -> Path:
         ) from None
 
 
-def _resolve(source: str | Path, **hub_kwargs: Any) -> tuple[Path, Path]:
+def resolve_files(source: str | Path, **hub_kwargs: Any) -> tuple[Path, Path]:
     """(config.json, model.safetensors) paths for a local directory or a Hub repo id."""
     path = Path(source)
     if path.suffix in PICKLE_SUFFIXES:
@@ -124,7 +124,7 @@ def load_pretrained(
     map_location: str | torch.device = "cpu",
 ) -> Tokenizer:
     """A tokenizer in eval mode from a local directory or a Hub repo id, loaded strictly."""
-    config_path, weights = _resolve(
+    config_path, weights = resolve_files(
         source, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
     )
     cls, config = read_config(config_path)

@@ -379,9 +379,9 @@ class GPT(nn.Module, PyTorchModelHubMixin, library_name="vtok", tags=TAGS):
                         local_files_only: bool = False, token: str | bool | None = None,
                         map_location: str | torch.device = "cpu") -> "GPT":
         """A GPT in eval mode from a local dir or Hub repo id, loaded strictly from safetensors."""
-        from ..hub import _resolve, load_state_strict
+        from ..hub import resolve_files, load_state_strict
 
-        config_path, weights = _resolve(source, revision=revision, cache_dir=cache_dir,
+        config_path, weights = resolve_files(source, revision=revision, cache_dir=cache_dir,
                                         local_files_only=local_files_only, token=token)
         record = json.loads(Path(config_path).read_text())
         if record.get("architecture") != cls.__name__ or not isinstance(record.get("config"), dict):
