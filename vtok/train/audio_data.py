@@ -129,8 +129,7 @@ class AudioDataModule(L.LightningDataModule):
         if len(self.sampler) < hp.batch_size:
             raise ValueError(f"{hp.train_dir}: {len(self.sampler)} file(s) per rank, fewer than batch_size {hp.batch_size}")
         return DataLoader(self.train_set, batch_size=hp.batch_size, sampler=self.sampler, num_workers=hp.num_workers,
-                          drop_last=True, persistent_workers=hp.num_workers > 0,
-                          generator=torch.Generator().manual_seed(hp.seed))  # epoch starts draw no global RNG
+                          drop_last=True, persistent_workers=hp.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         hp = self.hparams
