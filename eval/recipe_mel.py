@@ -16,14 +16,13 @@ from pathlib import Path
 
 import torch
 import yaml
-from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
 
 import vtok
-from vtok.nn.audio_losses import MultiResolutionMelLoss
+from vtok.metrics.audio import mel_distance, si_sdr
 from vtok.train.audio_data import AudioClips
 
 
-def scores(tok, clips: list[torch.Tensor], mel: MultiResolutionMelLoss, num_codebooks: int | None = None) -> tuple[float, float]:
+def scores(tok, clips: list[torch.Tensor], rate: int, num_codebooks: int | None = None) -> tuple[float, float]:
     """Mean mel distance and SI-SDR (dB) of decode(encode(clip)) against each clip (1, T)."""
     kw = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
     mels, sdrs = [], []
@@ -31,8 +30,8 @@ def scores(tok, clips: list[torch.Tensor], mel: MultiResolutionMelLoss, num_code
         for wav in clips:
             x = wav[None]
             y = tok.decode(tok.encode(x, **kw))[..., : x.shape[-1]]
-            mels.append(mel(y, x).item())
-            sdrs.append(scale_invariant_signal_distortion_ratio(y, x).item())
+            mels.append(mel_distance(x, y, rate).item())
+            sdrs.append(si_sdr(x, y).item())
     return sum(mels) / len(mels), sum(sdrs) / len(sdrs)
 
 
@@ -54,12 +53,11 @@ def main() -> None:
     fresh = vtok.create(model_args["tokenizer"], **(model_args.get("overrides") or {}))
     fresh(batch)  # one training-mode forward: k-means codebook init, as the run's first step does
     trained = vtok.load(args.run_root / model_args["export_dir"])
-    mel = MultiResolutionMelLoss(rate)
     seconds = sum(c.shape[-1] for c in clips) / rate
     print(f"{args.recipe}: {len(clips)} held-out clips, {seconds:.1f} s at {rate} Hz")
     for q in [None, *args.num_codebooks]:
         label = "all codebooks" if q is None else f"first {q} codebooks"
-        (m0, s0), (m1, s1) = scores(fresh.eval(), clips, mel, q), scores(trained, clips, mel, q)
+        (m0, s0), (m1, s1) = scores(fresh.eval(), clips, rate, q), scores(trained, clips, rate, q)
         print(f"  {label:18s} mel distance step 0 {m0:.3f} -> trained {m1:.3f} ({m1 - m0:+.3f}); "
               f"SI-SDR {s0:.2f} -> {s1:.2f} dB")
 

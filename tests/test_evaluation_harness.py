@@ -8,7 +8,8 @@ from PIL import Image
 import vtok
 from vtok import assets
 from vtok.cli import main
-from vtok.evaluation.harness import SCHEMA, evaluate, list_data
+from vtok.assets import list_data
+from vtok.evaluation.harness import SCHEMA, evaluate
 
 IMAGES = assets.sample_image_paths()[0].parent
 SPEECH = assets.sample_speech_paths()[0].parent

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+from vtok.assets import AUDIO_SUFFIXES
+
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -56,12 +57,11 @@ IMAGE_OUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 def shipped_tokenizer(modality: str) -> str:
     """Name of the first checkpoint shipped with vtok for `modality`, else SystemExit asking for --tokenizer."""
-    from vtok.hub import shipped_checkpoint
-    from vtok.registry import get_entry, list_models
+    from vtok.hub import first_shipped
 
-    for name in list_models(pretrained=True):
-        if shipped_checkpoint(name) and get_entry(name).cls.modality == modality:
-            return name
+    name = first_shipped(modality)
+    if name is not None:
+        return name
     raise SystemExit(f"no {modality} tokenizer ships with this install: pass --tokenizer NAME (see `vtok list`)")
 
 

@@ -9,7 +9,6 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
 
 from . import assets
-from .registry import list_models
 from .tokenizer import Tokenizer
 
 FALLBACK = {"image": "vqgan-tiny", "audio": "rvq-codec-tiny"}
@@ -17,14 +16,12 @@ FALLBACK = {"image": "vqgan-tiny", "audio": "rvq-codec-tiny"}
 
 def pick_tokenizer(modality: str, name: str | None) -> tuple[Tokenizer, str]:
     """The named tokenizer, else the first shipped one of the modality, else an untrained tiny one."""
-    from .hub import load, shipped_checkpoint
-    from .registry import create, get_entry
+    from .hub import first_shipped, load
+    from .registry import create
 
+    name = name or first_shipped(modality)
     if name is not None:
         return load(name), name
-    for candidate in list_models(pretrained=True):
-        if shipped_checkpoint(candidate) and get_entry(candidate).cls.modality == modality:
-            return load(candidate), candidate
     return create(FALLBACK[modality]).eval(), f"{FALLBACK[modality]} (untrained: no shipped checkpoint yet)"
 
 

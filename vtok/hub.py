@@ -39,6 +39,16 @@ def shipped_checkpoint(name: str) -> Path | None:
     return path if (path / CONFIG).is_file() else None
 
 
+def first_shipped(modality: str) -> str | None:
+    """Registry name of the first checkpoint shipped for `modality` ("image" | "audio"), if any."""
+    from .registry import get_entry, list_models
+
+    for name in list_models(pretrained=True):
+        if shipped_checkpoint(name) and get_entry(name).cls.modality == modality:
+            return name
+    return None
+
+
 def save_weights(model: torch.nn.Module, directory: Path) -> None:
     """Write the model's state dict to directory/model.safetensors (shared tensors handled)."""
     save_model(model, str(Path(directory) / WEIGHTS))

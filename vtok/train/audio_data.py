@@ -13,9 +13,9 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch.utils.data import DataLoader, Dataset
 
+from ..assets import AUDIO_SUFFIXES
 from .data import ResumableSampler, files_below
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 
 
 def audio_files(root: str | Path) -> list[Path]:

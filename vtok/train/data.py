@@ -11,11 +11,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from ..assets import load_image
+from ..assets import IMAGE_SUFFIXES, load_image
 from .image_sources import (DeferredLoader, HFImages, HFStreamImages, ImageStream, StreamLoader, WebDatasetImages,
                             count_tar_samples, image_column, is_local, load_hf, wds_shards, world)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
 def files_below(root: str | Path, suffixes: set[str], kind: str) -> list[Path]:
