@@ -65,7 +65,8 @@ def test_audio_eval_with_opus(saved, tmp_path):
                       num_codebooks=[1, 4], metrics=["pesq", "stoi", "mel", "si_sdr"], limit=2, rd=True)
     toks = [r for r in result["runs"] if r["kind"] == "tokenizer"]
     tok = vtok.load(saved / "rvq-codec-tiny")
-    assert [r["bits"] for r in toks] == [q * tok.tokens_per_second * tok.bits_per_token for q in (1, 4)]
+    assert [r["bits"] for r in toks] == [q * tok.tokens_per_second * 6.0 for q in (1, 4)]  # frames/s x log2(64) per level
+    assert toks[-1]["bits"] == tok.bits_per_second  # all 4 levels: the codec's full rate
     assert result["data"]["sample_rate"] == 16000 and result["data"]["items"] == 2
     opus = [r for r in result["runs"] if r["name"] == "opus"]
     assert len(opus) >= 2 and all(r["unit"] == "bits/s" for r in opus)
@@ -101,3 +102,13 @@ def test_cli_eval(saved, tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "| onedpiece-tiny | tokens 4 | 32 |" in out and (tmp_path / "results.json").is_file()
+
+
+def test_limit_spreads_items_over_the_sorted_list():
+    from vtok.evaluation.harness import spread
+
+    files = [f"f{i:02d}" for i in range(10)]
+    assert spread(files, 5) == ["f00", "f02", "f04", "f06", "f08"]
+    assert spread(files, None) == files and spread(files, 20) == files
+    with pytest.raises(ValueError, match="--limit"):
+        spread(files, 0)

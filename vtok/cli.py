@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="output directory")
     p.add_argument("--num-tokens", type=int, nargs="+", help="token counts to evaluate (variable-length image tokenizers)")
     p.add_argument("--num-codebooks", type=int, nargs="+", help="codebook counts to evaluate (RVQ audio codecs)")
-    p.add_argument("--limit", type=int, help="use the first N items only")
+    p.add_argument("--limit", type=int, help="use N items spread evenly over the sorted file list")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--image-size", type=int, help="default: the tokenizer's (256 for codecs alone)")
     p.add_argument("--sample-rate", type=int, help="default: the tokenizer's (24000 for codecs alone)")
@@ -303,10 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.add_argument("lightning_args", nargs=argparse.REMAINDER, help="LightningCLI fit arguments, --help for all")
 
-    p = sub.add_parser("demo", help="run sample images and speech through tokenizers; write results to --out")
+    p = sub.add_parser("demo", help="held-out sample images and speech through the shipped tokenizers and classic "
+                                     "codecs: grid, WAVs, spectrograms, RD plots and a table in --out")
     p.add_argument("--out", default="demo", help="output directory (default: demo/)")
-    p.add_argument("--image-model", default=None, help="image tokenizer (default: a shipped one, else vqgan-tiny)")
-    p.add_argument("--audio-model", default=None, help="audio tokenizer (default: a shipped one, else rvq-codec-tiny)")
+    p.add_argument("--image-model", default=None, help="one image tokenizer instead of every shipped one")
+    p.add_argument("--audio-model", default=None, help="one audio tokenizer instead of every shipped one")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -115,6 +115,7 @@ class ImageTokenizer(Tokenizer):
     """Images float (B,3,H,W) in [0,1] at `image_size` <-> ids (B,N) long."""
 
     modality = "image"
+    variable_length: ClassVar[bool] = False  # True: encode(x, num_tokens=k) / decode take any prefix of 1..K ids
 
     @property
     def image_size(self) -> int:

@@ -240,3 +240,13 @@ register(
                    "commitment_weight": 1.0, "gradient": "ste"}},
     description="tiny config for tests: hop 16, 64 codes, 2 ConvNeXt blocks of width 32",
 )
+register(
+    "wavtokenizer-speech-24k", WavTokenizer,
+    {"sample_rate": 24000, "channels": 16, "ratios": [5, 4, 3, 2], "latent_dim": 64, "lstm_layers": 1, "dim": 128,
+     "intermediate_dim": 384, "num_layers": 4, "n_fft": 480, "dropout": 0.1,
+     "quantizer": {"kind": "vq", "codebook_size": 1024, "decay": 0.99, "dead_code_threshold": 2.0,
+                   "commitment_weight": 1.0, "gradient": "ste"}},
+    description="shipped: 24 kHz speech, hop 120 (200 tokens/s), one 1024-code VQ = 2 kbps, trained on CPU by "
+                "recipes/wavtokenizer/wavtokenizer-speech-24k.yaml",
+    tags=("audio", "speech", "shipped"),
+)

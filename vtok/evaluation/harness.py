@@ -41,6 +41,15 @@ def load_clips(files: Sequence[Path], sample_rate: int) -> list[Tensor]:
     return [load_audio(p, sample_rate)[0] for p in files]
 
 
+def spread(files: Sequence[Path], limit: int | None) -> list[Path]:
+    """`limit` items spread evenly over the sorted list (the first one included), or all of them."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    if not limit or limit >= len(files):
+        return list(files)
+    return [files[i * len(files) // limit] for i in range(limit)]
+
+
 # --- runs ---------------------------------------------------------------------------------------
 def _batches(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
@@ -59,8 +68,11 @@ def _token_summary(ids: Tensor, vocab: int) -> dict:
 
 def image_tokenizer_runs(tok, name: str, images: Tensor, metrics, num_tokens: Sequence[int | None], batch_size: int,
                          device: torch.device) -> list[dict]:
-    """One run per token count: encode -> decode every image, metrics against the originals."""
+    """One run per token count (variable-length tokenizers; others at their own count): encode -> decode every
+    image, metrics against the originals."""
     runs = []
+    if not tok.variable_length:
+        num_tokens = [None]  # a fixed-length tokenizer is measured at its own token count
     for k in num_tokens:
         kw = {} if k is None else {"num_tokens": k}
         metrics.reset()
@@ -104,8 +116,11 @@ def image_codec_runs(codec: str, images: Tensor, metrics, target_bits: float, sp
 
 def audio_tokenizer_runs(tok, name: str, clips: list[Tensor], metrics, num_codebooks: Sequence[int | None],
                          device: torch.device) -> list[dict]:
-    """One run per number of codebooks: encode -> decode every clip whole, metrics against the originals."""
+    """One run per number of codebooks (single-codebook codecs: one run): encode -> decode every clip whole,
+    metrics against the originals."""
     runs = []
+    if tok.num_codebooks == 1:
+        num_codebooks = [None]  # a single-codebook codec is measured at its own rate
     for q in num_codebooks:
         kw = {} if q is None else {"num_codebooks": q}
         metrics.reset()
@@ -119,7 +134,7 @@ def audio_tokenizer_runs(tok, name: str, clips: list[Tensor], metrics, num_codeb
             all_ids.append(ids[0].cpu())
         wall = time.perf_counter() - t0
         used = all_ids[0].shape[0]
-        bits = used * tok.tokens_per_second * tok.bits_per_token
+        bits = used * tok.tokens_per_second * math.log2(tok.vocab_size)  # bits_per_token counts all Q codebooks
         runs.append(_record(name, "tokenizer", {"num_codebooks": used}, bits, "bits/s", metrics.compute(), wall,
                             tokens_per_second=used * tok.tokens_per_second, vocab_size=tok.vocab_size,
                             token_stats=_token_summary(torch.cat(all_ids, dim=-1)[None], tok.vocab_size)))
@@ -184,7 +199,7 @@ def evaluate(
     if not tokenizers and not codecs:
         raise ValueError("vtok eval: expected at least one --tokenizer or --codec")
     modality, files = list_data(data)
-    files = files[:limit] if limit else files
+    files = spread(files, limit)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     toks = {run_name(name): load(name).eval().to(dev) for name in tokenizers}
     for name, tok in toks.items():

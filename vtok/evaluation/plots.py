@@ -50,6 +50,15 @@ def _is_codec(name: str, baselines: Iterable[str] | None) -> bool:
     return name.lower().split()[0].split("-")[0] in CODEC_NAMES
 
 
+def _save(fig, out: str | Path, dpi: int) -> Path:
+    """Lay out and write a matplotlib Figure as PNG; returns the path."""
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", dpi=dpi)
+    return out
+
+
 def rd_plot(
     curves: Mapping[str, Sequence[Mapping[str, float]]],
     x: str = "bits",
@@ -121,11 +130,7 @@ def rd_plot(
         ax.legend(fontsize=8, loc="best")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=dpi)
-    return out
+    return _save(fig, out, dpi)
 
 
 def token_stats_plot(ids, vocab_size: int, out: str | Path, title: str | None = None) -> Path:
@@ -165,3 +170,29 @@ def token_stats_plot(ids, vocab_size: int, out: str | Path, title: str | None = 
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     return out
+
+
+def spectrogram_plot(signals: Mapping[str, tuple], out: str | Path, title: str | None = None,
+                     n_fft: int = 1024, dpi: int = 100) -> Path:
+    """PNG with one log-magnitude spectrogram (dB, 0..Nyquist kHz) per {label: (wav float (T,) in [-1,1], sample_rate)}."""
+    import torch
+    from matplotlib.figure import Figure
+
+    if not signals:
+        raise ValueError("spectrogram_plot needs at least one signal, got none")
+    fig = Figure(figsize=(10, 2.2 * len(signals)), dpi=dpi)
+    axes = fig.subplots(len(signals), 1, squeeze=False, sharex=True)[:, 0]
+    for ax, (label, (wav, rate)) in zip(axes, signals.items()):
+        wav = torch.as_tensor(wav, dtype=torch.float32).reshape(-1)
+        hop = n_fft // 4
+        spec = torch.stft(wav, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs()
+        db = 20 * torch.log10(spec.clamp_min(1e-5))
+        top = float(db.max())
+        ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
+                  extent=(0, wav.numel() / rate, 0, rate / 2000))
+        ax.set_ylabel("kHz")
+        ax.set_title(label, fontsize=9, loc="left")
+    axes[-1].set_xlabel("seconds")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out, dpi)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..registry import register, register_model
-from .titok import TINY_VIT, TITOK_QUANTIZER, TiTok, titok_config
+from .titok import CPU_64PX, TINY_VIT, TITOK_QUANTIZER, TiTok, titok_config
 
 
 @register_model
@@ -23,6 +23,7 @@ class OneDPiece(TiTok):
 
     paper = "One-D-Piece: Image Tokenizer Meets Quality-Controllable Compression (Miwa et al., 2025)"
     family = "onedpiece"
+    variable_length = True  # any prefix of 1..K ids encodes / decodes
 
     def drop_tail(self, z_q: Tensor) -> Tensor:
         """Tail Token Drop (training only): keep the first n tokens, n ~ U{1..K}, one n per batch."""
@@ -52,4 +53,10 @@ register(
     {"image_size": 32, "patch_size": 4, "num_tokens": 16, "token_dim": 8, "encoder": TINY_VIT, "decoder": TINY_VIT,
      "quantizer": {**TITOK_QUANTIZER, "codebook_size": 256}, "legacy": False, "proxy": None},
     description="tiny single-stage config for tests and CPU recipes",
+)
+register(
+    "onedpiece-64px", OneDPiece, CPU_64PX,
+    description="shipped: 64x64 photos, 1..32 tokens x 1024 codes (10..320 bits), trained on CPU by "
+                "recipes/onedpiece/onedpiece-64px.yaml",
+    tags=("image", "1d", "variable-length", "shipped"),
 )

@@ -332,3 +332,15 @@ register(
      "proxy": {"codebook_size": 1024, "latent_dim": 32, "channels": 32, "channel_mult": [1, 2, 2], "num_res_blocks": 1}},
     description="tiny two-stage config (proxy = vqgan-tiny) for tests",
 )
+# the shipped CPU-trained pair (titok-64px, onedpiece-64px): 64 px, 32 tokens x 1024 EMA codes, ViT 192 x 4
+CPU_64PX = {"image_size": 64, "patch_size": 8, "num_tokens": 32, "token_dim": 12,
+            "encoder": {"width": 192, "depth": 4, "heads": 3}, "decoder": {"width": 192, "depth": 4, "heads": 3},
+            "quantizer": {"kind": "vq", "codebook_size": 1024, "distance": "cosine", "kmeans_init": True,
+                          "dead_code_threshold": 2.0},
+            "legacy": False, "proxy": None}
+register(
+    "titok-64px", TiTok, CPU_64PX,
+    description="shipped: 64x64 photos, 32 tokens x 1024 codes (320 bits), single-stage, trained on CPU by "
+                "recipes/titok/titok-64px.yaml",
+    tags=("image", "1d", "shipped"),
+)
