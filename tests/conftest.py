@@ -5,7 +5,7 @@ import torch
 import vtok
 from vtok import assets
 
-TINY = ["vqgan-tiny", "titok-tiny", "titok-tiny-legacy", "onedpiece-tiny", "rvq-codec-tiny", "wavtokenizer-tiny"]
+TINY = ["vqgan-tiny", "titok-tiny", "titok-tiny-legacy", "onedpiece-tiny", "rvq-codec-tiny", "wavtokenizer-tiny", "flextok-tiny"]
 
 
 def sample_input(tok) -> torch.Tensor:
