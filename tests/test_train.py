@@ -19,7 +19,7 @@ from vtok.train.image_module import warmup_cosine
 from conftest import assert_same_exported_weights, kill_after_first_checkpoint
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-FAMILIES = ["vqgan", "titok", "onedpiece"]  # recipes/<family>/tiny-cpu.yaml
+FAMILIES = ["vqgan", "titok", "onedpiece", "flextok"]  # recipes/<family>/tiny-cpu.yaml
 
 
 def recipe(family: str) -> Path:
@@ -86,7 +86,8 @@ def test_fit_learns_and_exports(family, tmp_path, image_dirs):
     fresh.eval()
     before, after = held_out_psnr(fresh, image_dirs), held_out_psnr(trained, image_dirs)
     print(f"{family}: held-out PSNR: untrained {before:.2f} dB -> trained {after:.2f} dB")
-    assert after > before + 2.0
+    # a flow decoder samples its reconstruction from noise: after 200 steps it gains less PSNR than a regression one
+    assert after > before + (1.0 if family == "flextok" else 2.0)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)  # our own checkpoint, test only
     assert len(ckpt["optimizer_states"]) == 1 and ckpt["vtok"]["batches_seen"] == 200
     assert any("WeightEMA" in k for k in ckpt["callbacks"])

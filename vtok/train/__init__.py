@@ -6,7 +6,8 @@ from .audio_module import AudioCodecTraining
 from .base import TokenizerTraining
 from .callbacks import WeightEMA
 from .data import ImageDataModule, ImageFolder, ResumableSampler
+from .flextok_module import FlexTokTraining
 from .image_module import ImageTokenizerTraining
 
-__all__ = ["ARTraining", "TokenDataModule", "AudioCodecTraining", "AudioDataModule", "ImageDataModule", "ImageFolder", "ResumableSampler",
+__all__ = ["ARTraining", "FlexTokTraining", "TokenDataModule", "AudioCodecTraining", "AudioDataModule", "ImageDataModule", "ImageFolder", "ResumableSampler",
            "ImageTokenizerTraining", "TokenizerTraining", "WeightEMA"]
