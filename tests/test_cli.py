@@ -85,14 +85,6 @@ def test_encode_num_codebooks(tmp_path):
         assert f.get_tensor("ids.0").shape[1] == 2
 
 
-def test_demo_writes_its_outputs(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "PSNR" in out and "SI-SDR" in out and "untrained" in out
-    names = {p.suffix for p in tmp_path.iterdir()}
-    assert {".png", ".wav", ".md"} <= names
-
-
 def test_analyze(tmp_path, capsys):
     tok = vtok.create("vqgan-tiny").eval()
     tok.save_pretrained(tmp_path / "tok")
