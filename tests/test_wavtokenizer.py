@@ -107,7 +107,7 @@ def test_registry_entries() -> None:
         "wavtokenizer-large-40": (600, "novateur/WavTokenizer-large-unify-40token", None),
         "wavtokenizer-large-75": (320, "novateur/WavTokenizer-large-speech-75token", None),
     }
-    assert set(vtok.list_models("wavtokenizer-*")) == {*expected, "wavtokenizer-tiny"}
+    assert set(vtok.list_models("wavtokenizer-*")) == {*expected, "wavtokenizer-tiny", "wavtokenizer-speech-24k"}
     for name, (hop, repo, file) in expected.items():
         entry = vtok.registry.get_entry(name)
         assert (entry.official, entry.config["n_fft"]) == (repo, 4 * hop)
