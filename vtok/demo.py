@@ -25,10 +25,10 @@ CELL = 128  # grid cell: 64 px images upscaled 2x (nearest) so the pixels stay v
 
 def shipped_names(modality: str) -> list[str]:
     """Registry names of every checkpoint shipped for `modality`; ValueError when none is."""
-    from .hub import checkpoints_dir, shipped_checkpoint
-    from .registry import get_entry, list_models
+    from .hub import checkpoints_dir
+    from .hub import shipped_names as shipped
 
-    names = [n for n in list_models() if shipped_checkpoint(n) and get_entry(n).cls.modality == modality]
+    names = shipped(modality)
     if not names:
         raise ValueError(f"vtok demo: no shipped {modality} checkpoint in {checkpoints_dir()}; "
                          f"pass --{modality}-model with a saved directory or Hub repo id")
@@ -112,7 +112,9 @@ def audio_part(names: Sequence[str], out: Path, progress: tqdm) -> tuple[list[di
 
 # --- the table ----------------------------------------------------------------------------------
 def _cells(run: dict, metrics: Sequence[str]) -> str:
-    setting = ", ".join(f"{k.replace('num_', '')} {v}" for k, v in run["setting"].items())
+    from .evaluation.harness import setting_label
+
+    setting = setting_label(run)
     values = [f"{run['metrics'][m]:.3g}" if m in run["metrics"] else "-" for m in metrics]
     return f"| {run['name']} | {setting} | {run['bits']:.0f} | " + " | ".join(values) + " |"
 

@@ -39,14 +39,16 @@ def shipped_checkpoint(name: str) -> Path | None:
     return path if (path / CONFIG).is_file() else None
 
 
-def first_shipped(modality: str) -> str | None:
-    """Registry name of the first checkpoint shipped for `modality` ("image" | "audio"), if any."""
+def shipped_names(modality: str) -> list[str]:
+    """Registry names, sorted, of every checkpoint shipped for `modality` ("image" | "audio")."""
     from .registry import get_entry, list_models
 
-    for name in list_models(pretrained=True):
-        if shipped_checkpoint(name) and get_entry(name).cls.modality == modality:
-            return name
-    return None
+    return [n for n in list_models(pretrained=True) if shipped_checkpoint(n) and get_entry(n).cls.modality == modality]
+
+
+def first_shipped(modality: str) -> str | None:
+    """Registry name of the first checkpoint shipped for `modality` ("image" | "audio"), if any."""
+    return next(iter(shipped_names(modality)), None)
 
 
 def save_weights(model: torch.nn.Module, directory: Path) -> None:

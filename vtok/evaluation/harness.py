@@ -304,7 +304,8 @@ def _version() -> str:
 
 
 # --- reports ------------------------------------------------------------------------------------
-def _setting(run: dict) -> str:
+def setting_label(run: dict) -> str:
+    """A run's setting as text, e.g. "tokens 8" or "quality 5"."""
     return ", ".join(f"{k.replace('num_', '')} {v}" for k, v in run["setting"].items())
 
 
@@ -320,7 +321,7 @@ def markdown(result: dict) -> str:
     head = ["run", "setting", unit] + (["bpp"] if modality == "image" else []) + cols + ["wall s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["runs"]:
-        cells = [r["name"], _setting(r), f"{r['bits']:.0f}"] + ([f"{r['bpp']:.4f}"] if modality == "image" else [])
+        cells = [r["name"], setting_label(r), f"{r['bits']:.0f}"] + ([f"{r['bpp']:.4f}"] if modality == "image" else [])
         cells += [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "-" for m in cols] + [f"{r['wall_s']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Protocol", "", f"- bits: {result['protocol']['bits']}", f"- data: {data['preprocessing']}"]
