@@ -10,6 +10,11 @@ is built from the matching official config, vtok's weights are mapped onto it (t
 other, order alternating; the table shows the median images/s and the median within-round ratio
 vtok/official. One-D-Piece releases run on the official TiTok class (same network, 256 tokens).
 The official code needs omegaconf, einops, accelerate and huggingface_hub importable.
+
+FlexTok (`--flextok flextok-d12-d12 ...`, default the d12-d12 size; `--flextok` with no names skips it) gets
+its own table: encode images/s, then decode seconds per image for each number of flow steps in
+`--flow-steps` (decode time grows with the steps, not with the number of tokens kept), with and
+without classifier-free guidance (guidance doubles the decoder passes).
 """
 from __future__ import annotations
 
@@ -133,24 +138,54 @@ def bench(name: str, batch: int, rounds: int, official_path: Path | None) -> dic
     return row
 
 
+def bench_flextok(name: str, batch: int, rounds: int, steps: list[int], num_tokens: int) -> dict:
+    """FlexTok encode images/s and decode s/image at each flow-step count, without and with CFG."""
+    torch.manual_seed(0)
+    model = vtok.create(name).eval()
+    x = torch.rand(batch, 3, model.image_size, model.image_size)
+    ids = model.encode(x, num_tokens=num_tokens)
+    model.decode(ids[:1], steps=1)  # warm-up: the first call imports diffusers' scheduler
+    row = {"model": name, "batch": batch, "tokens": num_tokens,
+           "encode": batch / statistics.median(seconds(model.encode, x) for _ in range(rounds))}
+    for n in steps:
+        for guidance in (1.0, 7.5):
+            t = statistics.median(seconds(lambda i: model.decode(i, steps=n, guidance=guidance), ids) for _ in range(rounds))
+            row[f"decode {n}" + (" cfg" if guidance != 1.0 else "")] = t / batch
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=PAPER)
+    parser.add_argument("--models", nargs="*", default=PAPER, help="TiTok-family models (none: skip)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8, 32])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--official", type=Path, default=None, help="a checkout of bytedance/1d-tokenizer")
+    parser.add_argument("--flextok", nargs="*", default=["flextok-d12-d12"], help="FlexTok models (none: skip)")
+    parser.add_argument("--flow-steps", nargs="+", type=int, default=[1, 4, 8, 25])
+    parser.add_argument("--flextok-tokens", type=int, default=256, help="tokens kept when decoding")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cols = ["vtok encode", "vtok decode"] + (["official encode", "official decode", "encode ratio", "decode ratio"] if args.official else [])
     print(f"torch {torch.__version__}, {args.threads} threads, {args.rounds} rounds, CPU, random weights; images/s (ratio = vtok / official)\n")
-    print("| model | batch | " + " | ".join(cols) + " |")
-    print("|---|---|" + "---|" * len(cols), flush=True)
+    if args.models:
+        print("| model | batch | " + " | ".join(cols) + " |")
+        print("|---|---|" + "---|" * len(cols), flush=True)
     for model in args.models:
         for batch in args.batch_sizes:  # one row at a time: a paper-scale row takes minutes on a CPU
             row = bench(model, batch, args.rounds, args.official)
             cells = [f"{row[c]:.2f}x" if "ratio" in c else f"{row[c]:.2f}" for c in cols]
             print(f"| {row['model']} | {row['batch']} | " + " | ".join(cells) + " |", flush=True)
+    if args.flextok:
+        cols = [f"decode {n}{cfg}" for n in args.flow_steps for cfg in ("", " cfg")]
+        print("\nFlexTok: encode images/s; decode s/image at each number of flow steps (cfg: guidance 7.5)\n")
+        print("| model | batch | tokens | encode | " + " | ".join(f"{n} steps{cfg}" for n in args.flow_steps for cfg in ("", " +cfg")) + " |")
+        print("|---|---|---|---|" + "---|" * len(cols), flush=True)
+        for model in args.flextok:
+            for batch in args.batch_sizes:
+                row = bench_flextok(model, batch, args.rounds, args.flow_steps, args.flextok_tokens)
+                cells = [f"{row['encode']:.2f}"] + [f"{row[c]:.3f}" for c in cols]
+                print(f"| {model} | {batch} | {row['tokens']} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,20 @@
-"""FlexTok: ordered registers -> FSQ ids, nested dropout, a rectified-flow decoder sampled with diffusers' Euler scheduler."""
+"""FlexTok: ordered registers -> FSQ ids, nested dropout, a rectified-flow decoder sampled with diffusers' Euler scheduler;
+the official-weight converter against outputs of the official code (tests/fixtures/flextok)."""
+import json
+import math
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 import vtok
 from vtok import assets
+from vtok.hub import load_state_strict
 from vtok.image.flextok import FlexTok, sincos_2d
+
+OFFICIAL_FIXTURE = Path(__file__).parent / "fixtures" / "flextok" / "official_tiny.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +132,81 @@ def test_official_sizes_and_bad_input():
     with pytest.raises(ValueError, match="nested_dropout"):
         FlexTok(image_size=32, nested_dropout="linear")
     assert sincos_2d(8, 2).shape == (4, 8)
+
+
+# --- official weights: the converter against the official code on a tiny random config ------------
+@pytest.fixture(scope="module")
+def official():
+    """(official state dict in float32, saved tensors, the matching vtok config) of the fixture."""
+    data = load_file(OFFICIAL_FIXTURE)
+    state = {k[len("official."):]: v.float() for k, v in data.items() if k.startswith("official.")}
+    with safe_open(OFFICIAL_FIXTURE, "pt") as f:
+        config = json.loads(f.metadata()["vtok_config"])
+    return state, {k: v for k, v in data.items() if not k.startswith("official.")}, config
+
+
+@pytest.fixture(scope="module")
+def converted(official):
+    state, _, config = official
+    model = FlexTok(**config)
+    load_state_strict(model, FlexTok.convert_official(state, model.config), OFFICIAL_FIXTURE.name)
+    return model.eval()
+
+
+def test_converted_official_weights_give_the_official_ids_and_velocity(converted, official):
+    _, ref, _ = official
+    assert torch.equal(converted.encode(ref["input"]), ref["ids"])  # official tokenize, float32
+    codes = converted.quantizer.decode_ids(ref["ids"])
+    with torch.no_grad():  # one decoder call: image 0 keeps all 16 registers, image 1 the first 5
+        v = converted.velocity(ref["z_t"], ref["t"], converted.condition(codes, keep=ref["keep"]))
+        v_null = converted.velocity(ref["z_t"], ref["t"], converted.condition(codes, keep=ref["keep"], null=torch.tensor([True, False])))
+    assert ref["velocity"].std() > 0.5 and not torch.allclose(ref["velocity"][0], ref["velocity_null"][0], atol=1e-2)
+    torch.testing.assert_close(v, ref["velocity"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(v_null, ref["velocity_null"], atol=1e-5, rtol=0)
+
+
+def test_decode_matches_official_detokenize(converted, official):
+    """Official detokenize of 6 ids: 3 Euler steps, CFG 2.0, then the VAE decoder (its images in [-1, 1])."""
+    _, ref, _ = official
+    got = converted.decode(ref["ids"][:, :6], steps=3, guidance=2.0, noise=ref["decode_noise"])
+    torch.testing.assert_close(got, ((ref["decoded"] + 1) / 2).clamp(0, 1), atol=1e-4, rtol=0)
+
+
+def test_official_entries_load_through_the_converter(official, tmp_path, monkeypatch):
+    """vtok.load(<name>) / vtok.load(<official repo>) read the official safetensors from the HF cache and convert them."""
+    from vtok import hub, registry
+
+    assert hub.official_entry("EPFL-VILAB/flextok_d18_d28_in1k") == "flextok-d18-d28"
+    state, ref, config = official
+    path = tmp_path / "model.safetensors"
+    save_file(state, path)
+    monkeypatch.setitem(registry.MODELS, "flextok-official-tiny",
+                        registry.ModelEntry("flextok-official-tiny", FlexTok, config, official="org/flextok-tiny"))
+    monkeypatch.setattr(hub, "_hub_file", lambda repo, filename, **kw: path if (repo, filename) == ("org/flextok-tiny", "model.safetensors") else None)
+    for source in ("flextok-official-tiny", "org/flextok-tiny"):
+        assert torch.equal(vtok.load(source).encode(ref["input"], num_tokens=4), ref["ids"][:, :4])
+
+
+@pytest.mark.parametrize("name", ["flextok-d12-d12", "flextok-d18-d18", "flextok-d18-d28"])
+def test_official_sizes_convert_onto_the_registry_entries(name, monkeypatch):
+    """The official modules at the released sizes (key / shape list, fixtures/flextok/official_shapes.json)
+    convert onto exactly the registry entry's state dict."""
+    from vtok.image import flextok
+
+    shapes = json.loads((OFFICIAL_FIXTURE.parent / "official_shapes.json").read_text())["shapes"][name]
+    entry = vtok.registry.get_entry(name)
+    build = flextok.quantizers.build
+
+    def build_on_cpu(*args, **kwargs):  # the FSQ library computes its codebook with .item() calls
+        with torch.device("cpu"):
+            return build(*args, **kwargs)
+
+    monkeypatch.setattr(flextok.quantizers, "build", build_on_cpu)
+    with torch.device("meta"):
+        model = entry.cls(**entry.config)
+        state = entry.cls.convert_official({k: torch.empty(s) for k, s in shapes.items()}, entry.config)
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in state.items()} == ours
+    sincos = ("encoder.module_dict.enc_posemb_module.posembs", "decoder.module_dict.dec_patches_posemb_module.posembs")
+    official = sum(math.prod(s) for k, s in shapes.items() if not k.startswith("vae.") and k not in sincos)
+    assert sum(p.numel() for k, p in model.named_parameters() if not k.startswith("vae.")) == official  # VAE excluded

@@ -28,10 +28,19 @@ Config (plain JSON; flextok-d18-d18 values in brackets):
     nested_dropout  "uniform" | "pow2" | "uniform_pow2" ["pow2"]
     cfg_dropout     per-sample probability of the null condition in training [0.1]
     null_cond       "learned" (a learned vector) | "zero" ["learned"]
+    max_timestep    the official TimestepEmbedder's `max_timestep`: t in [0,1] enters the sinusoids as
+                    t * 1000 / max_timestep [1.0; the code default is 1000, the release value is not known here]
     repa_dim        teacher feature size for the REPA projector on decoder block `repa_layer`, or null
     repa_layer      decoder block whose patch tokens REPA aligns [1]
 
-Images are read and written in [0,1]; the VAE sees [-1,1].
+Images are read and written in [0,1]; the VAE sees [-1,1] and tokenization uses the posterior mode.
+
+Official weights (apple/ml-flextok, EPFL-VILAB/flextok_* on the Hub): `FlexTok.convert_official` maps the
+official state dict (`vae.vae.*`, `encoder.module_dict.enc_*`, `decoder.module_dict.dec_*`) onto these
+modules. The computation follows the official one: attention scale 8 / head_dim (muP), float32 sin-cos
+tables built as `build_2d_sincos_posemb`, the time sinusoids in the official order of operations, and
+the decoder's learned register positions added before nested dropout and the null condition overwrite
+them. tests/fixtures/flextok holds outputs of the official code on a tiny random config.
 """
 from __future__ import annotations
 
@@ -62,26 +71,29 @@ def layer_norm(x: Tensor) -> Tensor:
 
 
 def sincos_2d(dim: int, grid: int) -> Tensor:
-    """Fixed 2D sine-cosine position table (grid*grid, dim): sin/cos of the row, then of the column."""
+    """Fixed 2D sine-cosine position table (grid*grid, dim): sin/cos of the row, then of the column
+    (row-major positions), computed in float32 as the official table is."""
     if dim % 4:
         raise ValueError(f"flextok: width must be a multiple of 4 for 2D sin-cos positions, got {dim}")
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
-    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij")
+    omega = 1.0 / 10000.0 ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4))
+    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32), indexing="ij")
     r, c = rows.reshape(-1, 1) * omega, cols.reshape(-1, 1) * omega
-    return torch.cat([r.sin(), r.cos(), c.sin(), c.cos()], dim=1).float()
+    return torch.cat([r.sin(), r.cos(), c.sin(), c.cos()], dim=1)
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention without biases, with affine-free LayerNorm on queries and keys."""
+    """Multi-head self-attention without biases, with affine-free LayerNorm on queries and keys and the
+    official muP scale 8 / head_dim (= 1 / sqrt(head_dim) at head_dim 64)."""
 
     def __init__(self, width: int, heads: int):
         super().__init__()
         self.heads = heads
+        self.scale = 8.0 / (width // heads)
         self.wq, self.wk, self.wv, self.proj = (nn.Linear(width, width, bias=False) for _ in range(4))
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         q, k, v = (rearrange(w(x), "b n (h d) -> b h n d", h=self.heads) for w in (self.wq, self.wk, self.wv))
-        y = F.scaled_dot_product_attention(layer_norm(q), layer_norm(k), v, attn_mask=mask)
+        y = F.scaled_dot_product_attention(layer_norm(q), layer_norm(k), v, attn_mask=mask, scale=self.scale)
         return self.proj(rearrange(y, "b h n d -> b n (h d)"))
 
 
@@ -122,17 +134,19 @@ class Block(nn.Module):
 
 
 class TimestepEmbedder(nn.Module):
-    """t in [0,1] -> 256 sinusoids of 1000 t (max period 256, cos then sin) -> Linear, SiLU, Linear -> (B, width)."""
+    """t in [0,1] -> 256 sinusoids of t * 1000 / max_timestep (max period 256, cos then sin) -> Linear, SiLU,
+    Linear -> (B, width)."""
 
-    def __init__(self, width: int, freqs: int = 256):
+    def __init__(self, width: int, freqs: int = 256, max_timestep: float = 1.0):
         super().__init__()
-        self.freqs = freqs
+        self.freqs, self.max_timestep = freqs, max_timestep
         self.mlp = nn.Sequential(nn.Linear(freqs, width), nn.SiLU(), nn.Linear(width, width))
 
     def forward(self, t: Tensor) -> Tensor:
-        half = self.freqs // 2
-        freq = torch.exp(-math.log(256) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-        args = 1000 * t.float()[:, None] * freq
+        half = self.freqs // 2  # the official order of float32 operations (its time args reach ~1000)
+        freq = (1000.0 / self.max_timestep) * torch.exp(
+            -math.log(256) * torch.arange(half, dtype=torch.float32) / half).to(t.device)
+        args = t.float()[:, None] * freq[None]
         return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))
 
 
@@ -157,14 +171,14 @@ class FlexTok(ImageTokenizer):
                  patch_size: int = 2, num_registers: int = 256, encoder: dict[str, int] | None = None,
                  decoder: dict[str, int] | None = None, mlp_ratio: float = 4.0, fsq_levels: list[int] | None = None,
                  nested_dropout: str = "pow2", cfg_dropout: float = 0.1, null_cond: str = "learned",
-                 repa_dim: int | None = None, repa_layer: int = 1):
+                 max_timestep: float = 1.0, repa_dim: int | None = None, repa_layer: int = 1):
         encoder = dict(encoder or {"width": 1152, "depth": 18, "heads": 18})
         decoder = dict(decoder or encoder)
         fsq_levels = list(fsq_levels or FSQ_LEVELS)
         super().__init__(image_size=image_size, vae=vae, latent_scale=latent_scale, patch_size=patch_size,
                          num_registers=num_registers, encoder=encoder, decoder=decoder, mlp_ratio=mlp_ratio,
                          fsq_levels=fsq_levels, nested_dropout=nested_dropout, cfg_dropout=cfg_dropout,
-                         null_cond=null_cond, repa_dim=repa_dim, repa_layer=repa_layer)
+                         null_cond=null_cond, max_timestep=max_timestep, repa_dim=repa_dim, repa_layer=repa_layer)
         if nested_dropout not in NESTED_DROPOUT:
             raise ValueError(f"flextok: nested_dropout must be one of {NESTED_DROPOUT}, got {nested_dropout!r}")
         if null_cond not in ("learned", "zero"):
@@ -203,7 +217,7 @@ class FlexTok(ImageTokenizer):
         self.null_cond = nn.Parameter(torch.zeros(dd)) if null_cond == "learned" else None
         self.dec_patch_emb = nn.Linear(p * p * channels, dd)
         self.register_buffer("dec_posemb", sincos_2d(dd, self.grid), persistent=False)
-        self.time_embedder = TimestepEmbedder(dd)
+        self.time_embedder = TimestepEmbedder(dd, max_timestep=max_timestep)
         self.decoder = nn.ModuleList(Block(dd, decoder["heads"], mlp_ratio, groups=2) for _ in range(decoder["depth"]))
         self.register_buffer("group_of_token", torch.cat([torch.zeros(n_patches), torch.ones(r)]).long(), persistent=False)
         self.head_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dd, 2 * dd))
@@ -371,15 +385,70 @@ class FlexTok(ImageTokenizer):
             generator = torch.Generator(dev).manual_seed(seed)
         z = noise if noise is not None else torch.randn(b, self.channels, size, size, generator=generator, device=dev)
         scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
-        scheduler.set_timesteps(sigmas=[i / steps for i in range(steps, 0, -1)], device=dev)  # t = 1, ..., 1/steps
-        for t in scheduler.timesteps:
-            tt = (t / 1000).expand(b).to(dev)
+        sigmas = [i / steps for i in range(steps, 0, -1)]  # t = 1, ..., 1/steps
+        scheduler.set_timesteps(sigmas=sigmas, device=dev)
+        for sigma, t in zip(sigmas, scheduler.timesteps):
+            tt = torch.full((b,), sigma, device=dev)  # the official model input: the float t = i / steps
             v = self.velocity(z, tt, cond)
             if guidance != 1.0:
                 v_u = self.velocity(z, tt, uncond)
                 v = v_u + guidance * (v - v_u)
             z = scheduler.step(v, t, z).prev_sample
         return self.from_latent(z)
+
+    # --- official weights -----------------------------------------------------------------------
+    @classmethod
+    def convert_official(cls, state: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
+        """The official FlexTok state dict (apple/ml-flextok `FlexTok`: `vae.vae.*` diffusers AutoencoderKL,
+        `encoder.module_dict.enc_*`, `decoder.module_dict.dec_*`) -> vtok keys. The fixed sin-cos tables are
+        checked against vtok's and dropped; the decoder's learned register table (1, 1, D, R) becomes (R, D)."""
+        grid = config["image_size"] // config["patch_size"]
+        if config.get("vae") is not None:
+            grid //= 2 ** (len(config["vae"]["block_out_channels"]) - 1)
+        out: dict[str, Tensor] = {}
+        for key, value in state.items():
+            key = key.replace("._checkpoint_wrapped_module", "")
+            if key == "vae.logvar":  # only with learnable_logvar; not part of the tokenizer
+                continue
+            if key.startswith("vae.vae."):
+                out[key[len("vae."):]] = value
+                continue
+            for old, new in OFFICIAL_RENAMES:
+                if key.startswith(old):
+                    key = new + key[len(old):]
+                    break
+            if key in ("enc_posemb", "dec_posemb"):
+                if value.is_meta:  # shape checks only
+                    continue
+                ours = sincos_2d(value.shape[1], grid)
+                theirs = rearrange(value[0, :, :grid, :grid].float(), "d h w -> (h w) d")
+                atol = 1e-4 if torch.finfo(value.dtype).bits >= 32 else 1e-2  # a release may store half precision
+                if theirs.shape != ours.shape or not torch.allclose(theirs, ours, atol=atol, rtol=0):
+                    raise ValueError(f"flextok: the official {key} table is not the 2D sin-cos table vtok builds")
+                continue
+            if key == "register_posemb":  # PositionalEmbedding(learnable_sum, max_sizes=[R]): (1, 1, D, R)
+                value = value[0, 0].t()
+            out[key] = value
+        return out
+
+
+OFFICIAL_RENAMES = [  # official prefix -> vtok prefix (first match wins)
+    ("encoder.module_dict.enc_patch_emb.patch_proj.", "enc_patch_emb."),
+    ("encoder.module_dict.enc_posemb_module.posembs", "enc_posemb"),
+    ("encoder.module_dict.enc_register_module.registers", "registers"),
+    ("encoder.module_dict.enc_transformer.blocks.", "encoder."),
+    ("encoder.module_dict.enc_to_latents.proj.", "to_latents."),
+    ("decoder.module_dict.dec_from_latents.proj.", "from_latents."),
+    ("decoder.module_dict.dec_registers_posemb_module.posembs", "register_posemb"),
+    ("decoder.module_dict.dec_nested_dropout.dropout_mask_token", "mask_token"),
+    ("decoder.module_dict.dec_latent_dropout.nullcond", "null_cond"),
+    ("decoder.module_dict.dec_noise_patch_emb.patch_proj.", "dec_patch_emb."),
+    ("decoder.module_dict.dec_patches_posemb_module.posembs", "dec_posemb"),
+    ("decoder.module_dict.dec_time_embedder.", "time_embedder."),
+    ("decoder.module_dict.dec_transformer.blocks.", "decoder."),
+    ("decoder.module_dict.dec_to_patches.adaLN_modulation.", "head_modulation."),
+    ("decoder.module_dict.dec_to_patches.proj.", "to_patches."),
+]
 
 
 # --- the zoo ------------------------------------------------------------------------------------
@@ -388,13 +457,15 @@ def flextok_config(enc_depth: int, dec_depth: int) -> dict[str, Any]:
     return {"image_size": 256, "vae": dict(VAE_C16), "latent_scale": 1.0, "patch_size": 2, "num_registers": 256,
             "encoder": {"width": 64 * enc_depth, "depth": enc_depth, "heads": enc_depth},
             "decoder": {"width": 64 * dec_depth, "depth": dec_depth, "heads": dec_depth},
-            "fsq_levels": list(FSQ_LEVELS), "nested_dropout": "pow2", "cfg_dropout": 0.1, "null_cond": "learned"}
+            "fsq_levels": list(FSQ_LEVELS), "nested_dropout": "pow2", "cfg_dropout": 0.1, "null_cond": "learned",
+            "max_timestep": 1.0}
 
 
 for _enc, _dec in ((12, 12), (18, 18), (18, 28)):
     register(f"flextok-d{_enc}-d{_dec}", FlexTok, flextok_config(_enc, _dec),
-             description=f"FlexTok d{_enc}-d{_dec} at the official size (EPFL-VILAB/flextok_d{_enc}_d{_dec}_in1k); "
-                         "the official-weight converter is not written yet",
+             official=f"EPFL-VILAB/flextok_d{_enc}_d{_dec}_in1k",
+             description=f"FlexTok d{_enc}-d{_dec} at the official size (EPFL-VILAB/flextok_d{_enc}_d{_dec}_in1k), "
+                         "official weights converted at load",
              tags=("image", "1d", "variable-length", "flow"))
 register(
     "flextok-tiny", FlexTok,
