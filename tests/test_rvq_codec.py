@@ -34,7 +34,7 @@ def test_registered_rates_and_sizes() -> None:
 
 def test_config_is_plain_json_and_complete(tiny: RVQCodec) -> None:
     json.dumps(tiny.config)
-    assert set(tiny.config) == {"sample_rate", "channels", "ratios", "latent_dim", "lstm_layers", "causal", "quantizer"}
+    assert set(tiny.config) == {"sample_rate", "channels", "ratios", "latent_dim", "lstm_layers", "causal", "activation", "quantizer"}
     assert (tiny.hop_length, tiny.num_codebooks, tiny.vocab_size, tiny.sample_rate) == (16, 4, 64, 16000)
 
 
@@ -142,8 +142,27 @@ def test_bad_ids_raise(tiny: RVQCodec, bad: torch.Tensor, match: str) -> None:
         ({"quantizer": {"kind": "vq", "codebook_size": 64}}, "kind 'rvq'"),
         ({"ratios": []}, "ratios"),
         ({"quantizer": {"kind": "rvq", "dim": 8, "codebook_size": 64, "num_codebooks": 2}}, "must equal latent_dim"),
+        ({"activation": "relu"}, "'elu' or 'snake'"),
     ],
 )
 def test_bad_config_raises(override: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         vtok.create("rvq-codec-tiny", **override)
+
+
+def test_snake_activation_learns_alpha_and_keeps_elu_layout(wav: torch.Tensor) -> None:
+    from vtok.nn.seanet import Snake
+
+    torch.manual_seed(0)
+    elu, snake = vtok.create("rvq-codec-tiny"), vtok.create("rvq-codec-tiny", activation="snake")
+    alphas = [m for m in snake.modules() if isinstance(m, Snake)]
+    assert alphas and len(alphas) == sum(isinstance(m, torch.nn.ELU) for m in elu.modules())
+    # the same module indices as EnCodec's ELU layout (so official SEANet weights still map), plus one alpha each
+    extra = {k for k in snake.state_dict() if k not in elu.state_dict()}
+    assert extra and all(k.endswith(".alpha") for k in extra)
+    x = torch.linspace(-3, 3, 7).view(1, 1, 7)
+    assert torch.allclose(alphas[0](x.expand(1, alphas[0].alpha.shape[1], 7)), x + x.sin().pow(2))  # alpha = 1
+    snake.train()
+    out = snake(wav)
+    (out["wav_hat"].abs().mean() + out["loss"]).backward()
+    assert all(a.alpha.grad is not None and a.alpha.grad.abs().sum() > 0 for a in alphas)

@@ -7,6 +7,7 @@ Config (plain JSON; EnCodec 24 kHz values in brackets):
     latent_dim    channels D of the latent frames that are quantized [128]
     lstm_layers   LSTM layers (with a skip) at the bottleneck of encoder and decoder; 0 = none [2]
     causal        left-only padding in every conv, so no output depends on later samples [true]
+    activation    "elu" (EnCodec) or "snake" (DAC's periodic x + sin²(αx)/α, faster to learn pitch) ["elu"]
     quantizer     keywords for `vtok.quantizers.build`, kind "rvq", `dim` defaults to latent_dim
                   [8 x 1024 codes, quantizer dropout; the paper trains 32 levels for 24 kbps]
 
@@ -51,13 +52,14 @@ class RVQCodec(AudioTokenizer):
         latent_dim: int = 128,
         lstm_layers: int = 2,
         causal: bool = False,
+        activation: str = "elu",
         quantizer: dict[str, Any] | None = None,
     ):
         quantizer = dict(DEFAULT_QUANTIZER if quantizer is None else quantizer)
         ratios = list(ratios)
         super().__init__(
             sample_rate=sample_rate, channels=channels, ratios=ratios, latent_dim=latent_dim,
-            lstm_layers=lstm_layers, causal=causal, quantizer=quantizer,
+            lstm_layers=lstm_layers, causal=causal, activation=activation, quantizer=quantizer,
         )
         if sample_rate < 1 or channels < 1 or latent_dim < 1 or lstm_layers < 0:
             raise ValueError(
@@ -71,7 +73,7 @@ class RVQCodec(AudioTokenizer):
         if quantizer.get("dim", latent_dim) != latent_dim:
             raise ValueError(f"rvq-codec: quantizer dim ({quantizer['dim']}) must equal latent_dim ({latent_dim})")
 
-        seanet = dict(dim=latent_dim, n_filters=channels, ratios=ratios, lstm_layers=lstm_layers, causal=causal)
+        seanet = dict(dim=latent_dim, n_filters=channels, ratios=ratios, lstm_layers=lstm_layers, causal=causal, act=activation)
         self.encoder = SEANetEncoder(in_channels=1, **seanet)
         self.quantizer: RVQ = quantizers.build(**{"dim": latent_dim, **quantizer})
         self.decoder = SEANetDecoder(out_channels=1, **seanet)

@@ -3,7 +3,7 @@
 Layout follows the official `encodec/modules/seanet.py`: weight-normed Conv1d with
 "same" (or causal) reflect padding, residual units per resolution (kernels 3 and 1, dilation
 2**j for the j-th unit, hidden width halved, 1x1 conv shortcut), strided convs of kernel 2r and stride r,
-ELU(1.0), and a 2-layer LSTM with a skip at the bottleneck. Each module keeps its
+ELU(1.0) (or DAC's Snake, `activation="snake"`), and a 2-layer LSTM with a skip at the bottleneck. Each module keeps its
 layers in one `model` Sequential in the official order, so released weights map
 index for index.
 """
@@ -29,6 +29,26 @@ def pad1d(x: Tensor, left: int, right: int) -> Tensor:
     parts = [x[..., 1 : left + 1].flip(-1)] if left else []
     parts += [x, x[..., -right - 1 : -1].flip(-1)] if right else [x]
     return torch.cat(parts, dim=-1)
+
+
+class Snake(nn.Module):
+    """DAC's periodic activation x + sin²(αx)/α with a learned α per channel (Kumar et al. 2023): (B, C, T) -> same."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + (self.alpha * x).sin().pow(2) / (self.alpha + 1e-9)
+
+
+def activation(kind: str, channels: int) -> nn.Module:
+    """The nonlinearity before each conv: "elu" (EnCodec) or "snake" (DAC) at the given width."""
+    if kind == "elu":
+        return nn.ELU()
+    if kind == "snake":
+        return Snake(channels)
+    raise ValueError(f"seanet: activation must be 'elu' or 'snake', got {kind!r}")
 
 
 class SConv1d(nn.Module):
@@ -74,12 +94,13 @@ class SConvTranspose1d(nn.Module):
 class SEANetResnetBlock(nn.Module):
     """x + f(x), f = (ELU, conv k dilated, ELU, conv 1) through dim // compress channels: (B, dim, T) -> same."""
 
-    def __init__(self, dim: int, *, kernel_size: int, dilation: int, compress: int, conv_shortcut: bool, causal: bool):
+    def __init__(self, dim: int, *, kernel_size: int, dilation: int, compress: int, conv_shortcut: bool, causal: bool,
+                 act: str = "elu"):
         super().__init__()
         hidden = dim // compress
         self.block = nn.Sequential(
-            nn.ELU(), SConv1d(dim, hidden, kernel_size, dilation=dilation, causal=causal),
-            nn.ELU(), SConv1d(hidden, dim, 1, causal=causal),
+            activation(act, dim), SConv1d(dim, hidden, kernel_size, dilation=dilation, causal=causal),
+            activation(act, hidden), SConv1d(hidden, dim, 1, causal=causal),
         )
         self.shortcut = SConv1d(dim, dim, 1, causal=causal) if conv_shortcut else nn.Identity()
 
@@ -99,11 +120,12 @@ class SLSTM(nn.Module):
         return (self.lstm(x)[0] + x).transpose(1, 2)
 
 
-def residual_blocks(dim: int, n: int, kernel_size: int, dilation_base: int, compress: int, conv_shortcut: bool, causal: bool) -> list[nn.Module]:
+def residual_blocks(dim: int, n: int, kernel_size: int, dilation_base: int, compress: int, conv_shortcut: bool, causal: bool,
+                    act: str = "elu") -> list[nn.Module]:
     """n residual units at width dim, dilations dilation_base**j."""
     return [
         SEANetResnetBlock(dim, kernel_size=kernel_size, dilation=dilation_base**j, compress=compress,
-                          conv_shortcut=conv_shortcut, causal=causal)
+                          conv_shortcut=conv_shortcut, causal=causal, act=act)
         for j in range(n)
     ]
 
@@ -131,17 +153,18 @@ class SEANetEncoder(nn.Module):
         compress: int = 2,
         conv_shortcut: bool = True,
         causal: bool = False,
+        act: str = "elu",
     ):
         super().__init__()
         width = n_filters
         layers: list[nn.Module] = [SConv1d(in_channels, width, kernel_size, causal=causal)]
         for ratio in reversed(ratios):
-            layers += residual_blocks(width, n_residual_layers, residual_kernel_size, dilation_base, compress, conv_shortcut, causal)
-            layers += [nn.ELU(), SConv1d(width, 2 * width, 2 * ratio, stride=ratio, causal=causal)]
+            layers += residual_blocks(width, n_residual_layers, residual_kernel_size, dilation_base, compress, conv_shortcut, causal, act)
+            layers += [activation(act, width), SConv1d(width, 2 * width, 2 * ratio, stride=ratio, causal=causal)]
             width *= 2
         if lstm_layers:
             layers.append(SLSTM(width, lstm_layers))
-        layers += [nn.ELU(), SConv1d(width, dim, last_kernel_size, causal=causal)]
+        layers += [activation(act, width), SConv1d(width, dim, last_kernel_size, causal=causal)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -167,6 +190,7 @@ class SEANetDecoder(nn.Module):
         compress: int = 2,
         conv_shortcut: bool = True,
         causal: bool = False,
+        act: str = "elu",
     ):
         super().__init__()
         width = n_filters * 2 ** len(ratios)
@@ -174,10 +198,10 @@ class SEANetDecoder(nn.Module):
         if lstm_layers:
             layers.append(SLSTM(width, lstm_layers))
         for ratio in ratios:
-            layers += [nn.ELU(), SConvTranspose1d(width, width // 2, 2 * ratio, stride=ratio, causal=causal)]
+            layers += [activation(act, width), SConvTranspose1d(width, width // 2, 2 * ratio, stride=ratio, causal=causal)]
             width //= 2
-            layers += residual_blocks(width, n_residual_layers, residual_kernel_size, dilation_base, compress, conv_shortcut, causal)
-        layers += [nn.ELU(), SConv1d(width, out_channels, last_kernel_size, causal=causal)]
+            layers += residual_blocks(width, n_residual_layers, residual_kernel_size, dilation_base, compress, conv_shortcut, causal, act)
+        layers += [activation(act, width), SConv1d(width, out_channels, last_kernel_size, causal=causal)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
