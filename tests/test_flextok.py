@@ -210,3 +210,110 @@ def test_official_sizes_convert_onto_the_registry_entries(name, monkeypatch):
     sincos = ("encoder.module_dict.enc_posemb_module.posembs", "decoder.module_dict.dec_patches_posemb_module.posembs")
     official = sum(math.prod(s) for k, s in shapes.items() if not k.startswith("vae.") and k not in sincos)
     assert sum(p.numel() for k, p in model.named_parameters() if not k.startswith("vae.")) == official  # VAE excluded
+
+
+# --- REPA in FlexTokTraining: a tiny random DINOv2 teacher ------------------------------------------
+TINY_DINOV2 = {"kind": "dinov2", "source": None, "seed": 0,
+               "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_ratio": 2,
+                          "patch_size": 4, "image_size": 32}}
+
+
+def repa_training(**kwargs):
+    from vtok.train import FlexTokTraining
+
+    torch.manual_seed(0)
+    return FlexTokTraining("flextok-tiny", **{"overrides": {"repa_dim": 32}, "repa_teacher": TINY_DINOV2, **kwargs})
+
+
+def test_repa_loss_trains_projector_and_decoder_not_the_teacher(images):
+    module = repa_training()
+    teacher = module.repa.module
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    assert not any(p is q for p in module.parameters() for q in teacher.parameters())  # not in the optimizer
+    assert module.repa_image_size == 8 * 4  # decoder grid 8 x teacher patch 4: one teacher patch per token
+    feats = module.teacher_features(images)
+    assert feats.shape == (3, 64, 32)
+    # the target: the teacher's patch tokens after its final LayerNorm, on ImageNet-normalised input
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = teacher(pixel_values=(images - mean) / std).last_hidden_state[:, 1:]
+    torch.testing.assert_close(feats, expected, atol=1e-5, rtol=0)
+    out = module.model.train()(images)
+    loss = module.repa_loss(out["repa_features"], images)
+    assert torch.isfinite(loss) and -1 <= loss.item() <= 1
+    loss.backward()  # the REPA loss alone
+    model = module.model
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.repa_projector.parameters())
+    # the decoder's input and blocks up to repa_layer = 1 (AdaLN-zero: at init only the modulations, the gates
+    # being 0, get a gradient through the identity blocks)
+    assert model.dec_patch_emb.weight.grad.abs().sum() > 0
+    assert all(block.adaLN_modulation[1].weight.grad.abs().sum() > 0 for block in model.decoder[:2])
+    assert model.to_patches.weight.grad is None and all(p.grad is None for p in teacher.parameters())
+    # a teacher at another resolution: its features are interpolated to the decoder grid
+    other = repa_training(repa_teacher={**TINY_DINOV2, "image_size": 16})
+    assert other.teacher_features(images).shape == (3, 64, 32)
+
+
+def test_repa_training_step_logs_and_keeps_the_teacher_out_of_ema_and_export(images, tmp_path):
+    import lightning as L
+    from safetensors.torch import load_file as load_weights
+
+    from vtok.train import WeightEMA
+
+    module = repa_training(export_dir=str(tmp_path / "export"), val_tokens=[1, 16], val_steps=1)
+    ema = WeightEMA(decay=0.9)
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[ema], limit_val_batches=1, num_sanity_val_steps=0)
+    data = torch.utils.data.DataLoader(images, batch_size=3)
+    trainer.fit(module, data, data)
+    logged = trainer.logged_metrics
+    assert torch.isfinite(logged["train/repa"]) and torch.isfinite(logged["train/flow"])
+    assert logged["train/loss"].item() == pytest.approx(logged["train/flow"].item() + 0.5 * logged["train/repa"].item(), rel=1e-5)
+    teacher_keys = {k for k in module.repa.module.state_dict()}
+    for state in (ema._average_model.state_dict(), module.state_dict(), load_weights(tmp_path / "export" / "model.safetensors")):
+        assert not any("teacher" in k or "embeddings.patch_embeddings" in k or k.split(".", 1)[-1] in teacher_keys for k in state)
+    assert ema._average_model.module.repa is module.repa  # shared, not copied
+    assert any(k.startswith("model.repa_projector.") for k in module.state_dict())
+    assert not module.repa.module.training
+
+
+def test_repa_dim_must_match_the_teacher_and_a_missing_teacher_says_what_to_provide(tmp_path, monkeypatch):
+    import transformers
+
+    from vtok.hub import HubUnavailableError
+    from vtok.train import FlexTokTraining
+
+    with pytest.raises(ValueError, match=r"repa_dim \(16\) must equal the REPA teacher's hidden_size \(32\)"):
+        repa_training(overrides={"repa_dim": 16})
+    with pytest.raises(ValueError, match=r"repa_dim \(None\) must equal .*hidden_size \(32\)"):
+        repa_training(overrides={})
+    with pytest.raises(HubUnavailableError, match=r"teacher directory .*no-such-dinov2.* does not exist.*Dinov2Model.*repa_teacher"):
+        FlexTokTraining("flextok-tiny", overrides={"repa_dim": 32}, repa_teacher=str(tmp_path / "no-such-dinov2"))
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    monkeypatch.setattr(transformers.Dinov2Model, "from_pretrained", offline)
+    with pytest.raises(HubUnavailableError, match=r"'facebook/dinov2-large'.*Dinov2Model.*hf download facebook/dinov2-large"):
+        FlexTokTraining("flextok-tiny", overrides={"repa_dim": 1024}, repa_teacher="facebook/dinov2-large")
+
+
+def test_teacher_and_vae_from_local_directories(tmp_path):
+    """repa_teacher as a transformers directory; vae_source loads a diffusers VAE's weights and its scaling_factor."""
+    from diffusers import AutoencoderKL
+
+    from vtok.train import FlexTokTraining
+    from vtok.train.flextok_module import load_teacher, teacher_spec
+
+    load_teacher(teacher_spec(TINY_DINOV2)).save_pretrained(tmp_path / "dinov2")
+    vae_config = vtok.registry.get_entry("flextok-tiny-vae").config["vae"]
+    torch.manual_seed(1)
+    AutoencoderKL(**vae_config, scaling_factor=0.5).save_pretrained(tmp_path / "vae")
+    module = FlexTokTraining("flextok-tiny-vae", overrides={"repa_dim": 32}, repa_teacher=str(tmp_path / "dinov2"),
+                             vae_source=str(tmp_path / "vae"))
+    reference = AutoencoderKL.from_pretrained(tmp_path / "vae")
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in module.model.vae.state_dict().items())
+    assert module.model.config["latent_scale"] == 0.5
+    assert module.repa_image_size == module.model.grid * 4
+    assert torch.equal(module.repa.module.embeddings.patch_embeddings.projection.weight,
+                       load_teacher(teacher_spec(TINY_DINOV2)).embeddings.patch_embeddings.projection.weight)
