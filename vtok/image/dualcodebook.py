@@ -454,6 +454,15 @@ def teacher_spec(teacher: dict[str, Any]) -> dict[str, Any]:
     return {**TEACHER_DEFAULTS, **norm, **teacher}
 
 
+class TeacherSlot(list):
+    """Holds the frozen teacher (at most one module). copy.deepcopy shares it instead of copying it, so
+    a copy of the tokenizer (e.g. the EMA of the weights a training callback keeps) uses the same frozen
+    teacher rather than a second one in memory."""
+
+    def __deepcopy__(self, memo: dict) -> "TeacherSlot":
+        return self
+
+
 @register_model
 class TokenFlow(ImageTokenizer):
     """Image (B,3,S,S) -> multi-scale ids (B, sum s^2) over two codebooks with one shared index;
@@ -533,7 +542,7 @@ class TokenFlow(ImageTokenizer):
         codebook = DualCodebook(semantic_dim, pixel_dim, codebook_size, pixel_weight=pixel_weight,
                                 commitment_weight=commitment_weight)
         self.quantizer = MultiScaleQuantizer(codebook, scales, scale_drop)
-        self._teacher: list[nn.Module] = []  # the frozen teacher, loaded when first needed, not in the state dict
+        self._teacher = TeacherSlot()  # the frozen teacher, loaded when first needed, not in the state dict
 
     def freeze_unused_teacher_parts(self, spec: dict[str, Any]) -> None:
         """Layers after the feature layer, an unused final norm and SigLIP's pooling head never get gradients."""

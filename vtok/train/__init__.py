@@ -8,6 +8,7 @@ from .callbacks import WeightEMA
 from .data import ImageDataModule, ImageFolder, ResumableSampler
 from .flextok_module import FlexTokTraining
 from .image_module import ImageTokenizerTraining
+from .tokenflow_module import TokenFlowTraining
 
 __all__ = ["ARTraining", "FlexTokTraining", "TokenDataModule", "AudioCodecTraining", "AudioDataModule", "ImageDataModule", "ImageFolder", "ResumableSampler",
-           "ImageTokenizerTraining", "TokenizerTraining", "WeightEMA"]
+           "ImageTokenizerTraining", "TokenFlowTraining", "TokenizerTraining", "WeightEMA"]
