@@ -28,6 +28,27 @@ class HubUnavailableError(OSError):
     """A Hub repo that is neither in the local cache nor reachable."""
 
 
+def load_frozen_dependency(loader: Any, source: str | Path, *, who: str, what: str, setting: str) -> Any:
+    """`loader(path_or_id)` on a local directory or a Hub id in the local cache (a teacher, a VAE); a missing
+    directory or an unloadable id -> HubUnavailableError naming `what` to provide and the `setting` to set."""
+    source = str(source)
+    local = Path(source).expanduser()
+    if not local.exists() and (local.is_absolute() or source.startswith((".", "~"))):
+        raise HubUnavailableError(
+            f"{who}: the directory {source!r} does not exist. Provide a local directory holding {what} "
+            f"(config.json + weights, e.g. saved with save_pretrained) and set {setting} to it, or set {setting} "
+            f"to a Hub id in the local Hugging Face cache.")
+    try:
+        return loader(str(local) if local.exists() else source)
+    except (OSError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise HubUnavailableError(
+            f"{who}: cannot load {source!r} as {what} ({type(err).__name__}: {first}). Provide it: the Hub repo in "
+            f"the local Hugging Face cache (on a machine with internet: `hf download {source}`, then copy $HF_HOME "
+            f"here; set HF_HUB_OFFLINE=1 to skip network retries), or a local directory with its config.json and "
+            f"weights, set as {setting}.") from None
+
+
 def checkpoints_dir() -> Path:
     """Where shipped checkpoints live: $VTOK_CHECKPOINTS or the repo's checkpoints/."""
     return Path(os.environ.get("VTOK_CHECKPOINTS", Path(__file__).resolve().parents[1] / "checkpoints"))

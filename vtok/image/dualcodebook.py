@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -765,7 +764,7 @@ def convert_semantic_encoder(key: str, value: Tensor, kind: str) -> dict[str, Te
 def load_teacher(spec: dict[str, Any]) -> nn.Module:
     """The frozen teacher: pretrained from spec["source"] (local dir or Hub id, through transformers),
     or random from spec["config"] with spec["seed"] when source is null."""
-    from ..hub import HubUnavailableError
+    from ..hub import load_frozen_dependency
 
     model_cls, config_cls = teacher_classes(spec["kind"])
     source = spec["source"]
@@ -774,26 +773,8 @@ def load_teacher(spec: dict[str, Any]) -> nn.Module:
             torch.manual_seed(spec["seed"])
             model = model_cls(config_cls(**spec["config"]))
     else:
-        source = str(source)
-        local = Path(source).expanduser()
-        if not local.exists() and (local.is_absolute() or source.startswith((".", "~"))):
-            raise HubUnavailableError(
-                f"tokenflow: the semantic teacher directory {source!r} does not exist. Provide a local directory "
-                f"holding a transformers {model_cls.__name__} (config.json + weights, e.g. from "
-                f"`{model_cls.__name__}.from_pretrained(hub_id).save_pretrained(dir)`) and set teacher['source'] "
-                f"to it, or set teacher['source'] to a Hub id in the local Hugging Face cache."
-            )
-        try:
-            model = model_cls.from_pretrained(str(local) if local.exists() else source)
-        except (OSError, ValueError) as err:
-            first = str(err).splitlines()[0] if str(err) else ""
-            raise HubUnavailableError(
-                f"tokenflow: cannot load the semantic teacher {source!r} as a transformers {model_cls.__name__} "
-                f"({type(err).__name__}: {first}). Provide it: the Hub repo in the local Hugging Face cache (on a "
-                f"machine with internet: `hf download {source}`, then copy $HF_HOME here; set HF_HUB_OFFLINE=1 to "
-                f"skip network retries), or a local directory with its config.json and weights, set as "
-                f"teacher['source']. Tests use teacher['source'] = null (a random teacher built from teacher['config'])."
-            ) from None
+        model = load_frozen_dependency(model_cls.from_pretrained, source, who="tokenflow", setting="teacher['source']",
+                                       what=f"a transformers {model_cls.__name__} (the semantic teacher)")
         want = config_cls(**spec["config"])
         for field in ("hidden_size", "num_hidden_layers", "patch_size", "num_attention_heads", "intermediate_size"):
             if getattr(model.config, field) != getattr(want, field):

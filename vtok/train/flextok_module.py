@@ -57,7 +57,7 @@ def load_teacher(spec: dict[str, Any]) -> nn.Module:
     (local directory or Hub id in the local cache), or random from spec["config"] with spec["seed"] when source is None."""
     from transformers import Dinov2Config, Dinov2Model
 
-    from ..hub import HubUnavailableError
+    from ..hub import load_frozen_dependency
 
     source = spec["source"]
     if source is None:
@@ -65,25 +65,8 @@ def load_teacher(spec: dict[str, Any]) -> nn.Module:
             torch.manual_seed(spec["seed"])
             model = Dinov2Model(Dinov2Config(**spec["config"]))
         return model.eval().requires_grad_(False)
-    source = str(source)
-    local = Path(source).expanduser()
-    if not local.exists() and (local.is_absolute() or source.startswith((".", "~"))):
-        raise HubUnavailableError(
-            f"flextok REPA: the teacher directory {source!r} does not exist. Provide a local directory holding a "
-            f"transformers Dinov2Model (config.json + weights, e.g. from `Dinov2Model.from_pretrained('facebook/dinov2-large')"
-            f".save_pretrained(dir)`) and set repa_teacher to it, or set repa_teacher to a Hub id in the local Hugging Face cache."
-        )
-    try:
-        model = Dinov2Model.from_pretrained(str(local) if local.exists() else source)
-    except (OSError, ValueError) as err:
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise HubUnavailableError(
-            f"flextok REPA: cannot load the teacher {source!r} as a transformers Dinov2Model ({type(err).__name__}: "
-            f"{first}). Provide it: the Hub repo in the local Hugging Face cache (on a machine with internet: "
-            f"`hf download {source}`, then copy $HF_HOME here; set HF_HUB_OFFLINE=1 to skip network retries), or a local "
-            f"directory with its config.json and weights, set as repa_teacher. Without a teacher, set repa_teacher: null "
-            f"(no REPA loss)."
-        ) from None
+    model = load_frozen_dependency(Dinov2Model.from_pretrained, source, who="flextok REPA", setting="repa_teacher",
+                                   what="a transformers Dinov2Model (the REPA teacher, e.g. facebook/dinov2-large)")
     want = Dinov2Config(**spec["config"]) if spec["config"] else None
     for field in ("hidden_size", "num_hidden_layers", "patch_size") if want is not None else ():
         if field in spec["config"] and getattr(model.config, field) != getattr(want, field):
@@ -96,21 +79,10 @@ def load_vae_state(source: str) -> tuple[dict[str, torch.Tensor], float | None]:
     """(state dict, config scaling_factor) of a diffusers AutoencoderKL from a local directory or a Hub id in the cache."""
     from diffusers import AutoencoderKL
 
-    from ..hub import HubUnavailableError
+    from ..hub import load_frozen_dependency
 
-    local = Path(source).expanduser()
-    if not local.exists() and (local.is_absolute() or source.startswith((".", "~"))):
-        raise HubUnavailableError(f"flextok: the VAE directory {source!r} does not exist. Provide a diffusers AutoencoderKL "
-                                  f"directory (config.json + diffusion_pytorch_model.safetensors) as vae_source.")
-    try:
-        vae = AutoencoderKL.from_pretrained(str(local) if local.exists() else source, low_cpu_mem_usage=False)
-    except (OSError, ValueError) as err:
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise HubUnavailableError(
-            f"flextok: cannot load the VAE {source!r} as a diffusers AutoencoderKL ({type(err).__name__}: {first}). "
-            f"Provide it: the Hub repo in the local Hugging Face cache (on a machine with internet: `hf download {source}`, "
-            f"then copy $HF_HOME here), or a local directory with its config.json and weights, set as vae_source."
-        ) from None
+    vae = load_frozen_dependency(lambda src: AutoencoderKL.from_pretrained(src, low_cpu_mem_usage=False), source,
+                                 who="flextok", setting="vae_source", what="a diffusers AutoencoderKL (the frozen VAE)")
     return vae.state_dict(), getattr(vae.config, "scaling_factor", None)
 
 
