@@ -1,3 +1,3 @@
 """Image tokenizers; importing this package registers them in the zoo."""
 from . import vqgan  # noqa: F401
-from . import dualcodebook, flextok, onedpiece, titok  # noqa: F401
+from . import dualcodebook, dualtoken, flextok, onedpiece, titok  # noqa: F401

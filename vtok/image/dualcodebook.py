@@ -761,9 +761,9 @@ def convert_semantic_encoder(key: str, value: Tensor, kind: str) -> dict[str, Te
     return {"semantic_encoder." + key: value}
 
 
-def load_teacher(spec: dict[str, Any]) -> nn.Module:
+def load_teacher(spec: dict[str, Any], who: str = "tokenflow") -> nn.Module:
     """The frozen teacher: pretrained from spec["source"] (local dir or Hub id, through transformers),
-    or random from spec["config"] with spec["seed"] when source is null."""
+    or random from spec["config"] with spec["seed"] when source is null; `who` names the model in errors."""
     from ..hub import load_frozen_dependency
 
     model_cls, config_cls = teacher_classes(spec["kind"])
@@ -773,12 +773,12 @@ def load_teacher(spec: dict[str, Any]) -> nn.Module:
             torch.manual_seed(spec["seed"])
             model = model_cls(config_cls(**spec["config"]))
     else:
-        model = load_frozen_dependency(model_cls.from_pretrained, source, who="tokenflow", setting="teacher['source']",
-                                       what=f"a transformers {model_cls.__name__} (the semantic teacher)")
+        model = load_frozen_dependency(model_cls.from_pretrained, source, who=who, setting="teacher['source']",
+                                       what=f"a transformers {model_cls.__name__} (the frozen teacher)")
         want = config_cls(**spec["config"])
-        for field in ("hidden_size", "num_hidden_layers", "patch_size", "num_attention_heads", "intermediate_size"):
+        for field in ("hidden_size", "num_hidden_layers", "patch_size", "num_attention_heads", "intermediate_size", "image_size"):
             if getattr(model.config, field) != getattr(want, field):
-                raise ValueError(f"tokenflow: teacher {source!r} has {field}={getattr(model.config, field)}, but "
+                raise ValueError(f"{who}: teacher {source!r} has {field}={getattr(model.config, field)}, but "
                                  f"teacher['config'] says {getattr(want, field)}")
     return model.eval().requires_grad_(False)
 
