@@ -99,13 +99,15 @@ def at_bits(points: list[tuple[float, float]], bits: float) -> float | None:
 
 def comparison(name: str, result: dict) -> str:
     """One sentence per codec: the tokenizer at its largest setting against the codec at equal (or nearest) bits."""
+    from vtok.evaluation.harness import nearest_in_bits
+
     key, label, fmt = _columns(result)[0]
     mine = max((r for r in result["runs"] if r["name"] == name), key=lambda r: r["bits"])
     lines = []
     for codec in sorted({r["name"] for r in result["runs"] if r["kind"] == "codec"}):
         runs = [r for r in result["runs"] if r["name"] == codec and key in r["metrics"]]
         equal = at_bits([(r["bits"], r["metrics"][key]) for r in runs], mine["bits"])
-        near = min(runs, key=lambda r: abs(math.log(r["bits"] / mine["bits"])))
+        near = nearest_in_bits(runs, mine["bits"])
         head = f"At {mine['bits']:.0f} {'bits/image' if result['data']['modality'] == 'image' else 'bits/s'}, {name} ({_setting(mine)}) has {label} {fmt.format(mine['metrics'][key])}"
         if equal is not None:
             verdict = "above" if mine["metrics"][key] > equal else "below"
@@ -195,13 +197,15 @@ def replace_between(text: str, marker: str, body: str) -> str:
 
 def shipped_table(results: dict[str, dict]) -> str:
     """README table: each shipped tokenizer's largest setting and the nearest classic codec, held-out metrics."""
+    from vtok.evaluation.harness import nearest_in_bits
+
     lines = ["| tokenizer | held-out data | bits | metrics | nearest classic codec |", "|---|---|---|---|---|"]
     for name, result in results.items():
         cols = _columns(result)
         unit = "/image" if result["data"]["modality"] == "image" else "/s"
         mine = max((r for r in result["runs"] if r["name"] == name), key=lambda r: r["bits"])
         codecs = [r for r in result["runs"] if r["kind"] == "codec"]
-        near = min(codecs, key=lambda r: abs(math.log(r["bits"] / mine["bits"]))) if codecs else None
+        near = nearest_in_bits(codecs, mine["bits"]) if codecs else None
         show = lambda r: ", ".join(f"{label} {fmt.format(r['metrics'][k])}" for k, label, fmt in cols if k in r["metrics"])
         other = f"{near['name'].upper()} {_setting(near)}, {near['bits']:.0f} bits{unit}: {show(near)}" if near else "-"
         data = result["data"]

@@ -5,7 +5,6 @@ training (their crops and speakers are in the test split of `eval/prepare_offlin
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -121,11 +120,12 @@ def _cells(run: dict, metrics: Sequence[str]) -> str:
 
 def _nearest_codec_runs(result: dict) -> list[dict]:
     """Every tokenizer run, then for each classic codec the setting nearest in bits to the largest tokenizer run."""
+    from .evaluation.harness import nearest_in_bits
+
     toks = [r for r in result["runs"] if r["kind"] == "tokenizer"]
     most = max(r["bits"] for r in toks)
     codecs = sorted({r["name"] for r in result["runs"] if r["kind"] == "codec"})
-    return toks + [min((r for r in result["runs"] if r["name"] == c), key=lambda r: abs(math.log(r["bits"] / most)))
-                   for c in codecs]
+    return toks + [nearest_in_bits([r for r in result["runs"] if r["name"] == c], most) for c in codecs]
 
 
 def summary(image: dict, audio: list[dict]) -> str:

@@ -304,6 +304,11 @@ def _version() -> str:
 
 
 # --- reports ------------------------------------------------------------------------------------
+def nearest_in_bits(runs: Sequence[dict], bits: float) -> dict:
+    """The run whose bits are nearest `bits` on a log scale (the codec setting to set beside a tokenizer)."""
+    return min(runs, key=lambda r: abs(math.log(r["bits"] / bits)))
+
+
 def setting_label(run: dict) -> str:
     """A run's setting as text, e.g. "tokens 8" or "quality 5"."""
     return ", ".join(f"{k.replace('num_', '')} {v}" for k, v in run["setting"].items())

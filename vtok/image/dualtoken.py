@@ -390,7 +390,7 @@ class DualToken(ImageTokenizer):
             teacher (B,N,W) that hidden state (from the frozen teacher, or targets[0]);
             pooled (B,W) our ViT's pooled embedding from `semantic`, teacher_pooled (B,W) the teacher's (or targets[1]);
             semantic_mse, semantic_cos (mean 1 - cosine), pooled_mse, pooled_cos;
-            semantic_loss = 5 (semantic_mse + semantic_cos) + pooled_mse + pooled_cos (the official stage-2 mix,
+            semantic_loss = 5 (semantic_mse + semantic_cos) + pooled_mse + pooled_cos (the official stage-1 mix,
             1 - cos for its -cos); loss = loss_pixel + loss_semantic, the quantizers' commitment losses
             (the official total weighs it by 5); stats: code usage, keys pixel_* and semantic_*}.
         No input checks here; `encode` checks."""
