@@ -22,6 +22,30 @@ def tiny(request):
     return vtok.create(request.param).eval()
 
 
+def write_crop_dirs(root, train_per_photo: int, test_per_photo: int):
+    """root/train and root/test of seeded random crops of the sample photos; two photos (a cat, a portrait)
+    are held out for test, the rest (people, space, objects) train. Returns root."""
+    import random
+
+    from PIL import Image
+
+    from vtok import assets
+
+    rng = random.Random(0)
+    paths = assets.sample_image_paths()
+    held_out = {"chelsea", "grace_hopper"}
+    for split, chosen, n in (("train", [p for p in paths if p.stem not in held_out], train_per_photo),
+                             ("test", [p for p in paths if p.stem in held_out], test_per_photo)):
+        (root / split).mkdir()
+        for p in chosen:
+            with Image.open(p) as im:
+                for i in range(n):
+                    side = rng.randint(64, 256)
+                    left, top = rng.randint(0, 256 - side), rng.randint(0, 256 - side)
+                    im.crop((left, top, left + side, top + side)).save(root / split / f"{p.stem}_{i}.png")
+    return root
+
+
 def kill_after_first_checkpoint(cmd: list[str], cwd, run_dir) -> None:
     """Start a `vtok fit` command, SIGKILL it once run_dir/checkpoints/last.ckpt exists, check it died mid-run."""
     import os

@@ -2,7 +2,6 @@
 teacher stays out of the optimizer, the EMA copy, the checkpoints and the export, the export loads, and the tiny
 recipe runs through the CLI."""
 import csv
-import random
 from pathlib import Path
 
 import lightning as L
@@ -16,7 +15,7 @@ from vtok.train import DualTokenTraining, ImageDataModule, WeightEMA
 from vtok.train.cli import fit as cli_fit
 from vtok.train.dualtoken_module import semantic_mix
 
-from conftest import assert_same_exported_weights
+from conftest import assert_same_exported_weights, write_crop_dirs
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "dualtoken" / "tiny-cpu.yaml"
 
@@ -24,22 +23,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "dualtoken" / "tiny-c
 @pytest.fixture(scope="module")
 def image_dirs(tmp_path_factory):
     """Random crops of the sample photos: 8 to train on, 4 held out (from other photos)."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("dt_images")
-    rng = random.Random(0)
-    paths = assets.sample_image_paths()
-    held_out = {"chelsea", "grace_hopper"}
-    for split, chosen, n in (("train", [p for p in paths if p.stem not in held_out], 2),
-                             ("test", [p for p in paths if p.stem in held_out], 2)):
-        (root / split).mkdir()
-        for p in chosen:
-            with Image.open(p) as im:
-                for i in range(n):
-                    side = rng.randint(64, 256)
-                    left, top = rng.randint(0, 256 - side), rng.randint(0, 256 - side)
-                    im.crop((left, top, left + side, top + side)).save(root / split / f"{p.stem}_{i}.png")
-    return root
+    return write_crop_dirs(tmp_path_factory.mktemp("dt_images"), 2, 2)
 
 
 def test_steps_on_a_batch_lower_both_losses_and_never_touch_the_teacher():

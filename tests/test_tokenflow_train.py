@@ -1,7 +1,6 @@
 """TokenFlowTraining (vtok/train/tokenflow_module.py): both losses learn, the frozen teacher stays out of the
 optimizer, the EMA copy and the checkpoints, the export loads, and a stopped run resumes to the same weights."""
 import csv
-import random
 from pathlib import Path
 
 import lightning as L
@@ -14,7 +13,7 @@ from vtok import assets
 from vtok.train import ImageDataModule, TokenFlowTraining, WeightEMA
 from vtok.train.cli import fit as cli_fit
 
-from conftest import assert_same_exported_weights
+from conftest import assert_same_exported_weights, write_crop_dirs
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tokenflow" / "tiny-cpu.yaml"
 
@@ -22,22 +21,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tokenflow" / "tiny-c
 @pytest.fixture(scope="module")
 def image_dirs(tmp_path_factory):
     """Random crops of the sample photos: 16 to train on, 4 held out (from other photos)."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("tf_images")
-    rng = random.Random(0)
-    paths = assets.sample_image_paths()
-    held_out = {"chelsea", "grace_hopper"}
-    for split, chosen, n in (("train", [p for p in paths if p.stem not in held_out], 4),
-                             ("test", [p for p in paths if p.stem in held_out], 2)):
-        (root / split).mkdir()
-        for p in chosen:
-            with Image.open(p) as im:
-                for i in range(n):
-                    side = rng.randint(64, 256)
-                    left, top = rng.randint(0, 256 - side), rng.randint(0, 256 - side)
-                    im.crop((left, top, left + side, top + side)).save(root / split / f"{p.stem}_{i}.png")
-    return root
+    return write_crop_dirs(tmp_path_factory.mktemp("tf_images"), 4, 2)
 
 
 class StopAt(L.Callback):

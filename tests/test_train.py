@@ -1,7 +1,6 @@
 """`vtok fit` on each tiny image recipe: learns on real images, a killed run resumes to the same
 weights, two DDP ranks end equal; and TiTok's two-stage scheme runs stage 1 then stage 2."""
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import vtok
 from vtok import assets
 from vtok.train.image_module import warmup_cosine
 
-from conftest import assert_same_exported_weights, kill_after_first_checkpoint
+from conftest import assert_same_exported_weights, write_crop_dirs, kill_after_first_checkpoint
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 FAMILIES = ["vqgan", "titok", "onedpiece", "flextok"]  # recipes/<family>/tiny-cpu.yaml
@@ -33,22 +32,7 @@ def run_name(family: str) -> str:
 @pytest.fixture(scope="module")
 def image_dirs(tmp_path_factory):
     """Random crops of four sample photos to train on; crops of two other photos held out."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("images")
-    rng = random.Random(0)
-    paths = assets.sample_image_paths()
-    held_out = {"chelsea", "grace_hopper"}  # a cat and a portrait; the rest (people, space, objects) train
-    splits = (("train", [p for p in paths if p.stem not in held_out]), ("test", [p for p in paths if p.stem in held_out]))
-    for split, chosen in splits:
-        (root / split).mkdir()
-        for p in chosen:
-            with Image.open(p) as im:
-                for i in range(24 if split == "train" else 4):
-                    side = rng.randint(64, 256)
-                    left, top = rng.randint(0, 256 - side), rng.randint(0, 256 - side)
-                    im.crop((left, top, left + side, top + side)).save(root / split / f"{p.stem}_{i}.png")
-    return root
+    return write_crop_dirs(tmp_path_factory.mktemp("images"), 24, 4)
 
 
 def fit_command(family, image_dirs, max_steps):
