@@ -54,13 +54,18 @@ def install(name: str, runs: Path) -> Path:
     return out
 
 
+def saved_result(name: str) -> dict:
+    """The results.json of the card's last `vtok eval`."""
+    return json.loads((RESULTS / name / "results.json").read_text())
+
+
 def run_eval(name: str, spec: dict) -> dict:
     """Run the card's `vtok eval` in a subprocess (as a user would); return results.json."""
     argv = eval_command(name, spec)
     print("$ vtok " + shlex.join(argv), flush=True)
     subprocess.run([sys.executable, "-m", "vtok.cli", *argv], cwd=ROOT, check=True)
     (RESULTS / name / "rfid_reference.safetensors").unlink(missing_ok=True)  # 32 MB of statistics, rebuilt each run
-    return json.loads((RESULTS / name / "results.json").read_text())
+    return saved_result(name)
 
 
 # --- tables -------------------------------------------------------------------------------------
@@ -237,12 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         if args.install:
             print(f"installed {install(name, args.install)}")
-        results[name] = json.loads((RESULTS / name / "results.json").read_text()) if args.skip_eval else run_eval(name, specs[name])
+        results[name] = saved_result(name) if args.skip_eval else run_eval(name, specs[name])
         card = render_card(name, specs[name], results[name])
         from vtok.hub import checkpoints_dir
         (checkpoints_dir() / name / "README.md").write_text(card)
         print(f"wrote {checkpoints_dir() / name / 'README.md'}")
-    results = {n: json.loads((RESULTS / n / "results.json").read_text()) for n in specs if (RESULTS / n / "results.json").is_file()}
+    # the README's table lists every card in models.yaml order, also those not regenerated in this call
+    results = {n: results[n] if n in results else saved_result(n)
+               for n in specs if n in results or (RESULTS / n / "results.json").is_file()}
     demo_table = None
     if not args.skip_demo:
         from vtok.demo import run_demo

@@ -15,11 +15,11 @@ import argparse
 from pathlib import Path
 
 import torch
-import yaml
 
-import vtok
 from vtok.metrics.audio import mel_distance, si_sdr
 from vtok.train.audio_data import AudioClips
+
+from recipe_models import read_recipe, step0_and_trained  # beside this script
 
 
 def scores(tok, clips: list[torch.Tensor], rate: int, num_codebooks: int | None = None) -> tuple[float, float]:
@@ -41,23 +41,18 @@ def main() -> None:
     parser.add_argument("--run-root", type=Path, default=Path("."), help="the directory `vtok fit` ran in")
     parser.add_argument("--num-codebooks", type=int, nargs="*", default=[])
     args = parser.parse_args()
-    recipe = yaml.safe_load(args.recipe.read_text())
-    model_args, data_args = recipe["model"]["init_args"], recipe["data"]["init_args"]
+    recipe, _, data_args = read_recipe(args.recipe)
     rate = data_args["sample_rate"]
     val = AudioClips(args.run_root / data_args["val_dir"], rate)
     clips = [val[i] for i in range(len(val))]
     train = AudioClips(args.run_root / data_args["train_dir"], rate, data_args["segment_seconds"])
     batch = torch.stack([train[i] for i in range(min(len(train), data_args.get("batch_size", 16)))])
-
-    torch.manual_seed(recipe.get("seed_everything", 0))
-    fresh = vtok.create(model_args["tokenizer"], **(model_args.get("overrides") or {}))
-    fresh(batch)  # one training-mode forward: k-means codebook init, as the run's first step does
-    trained = vtok.load(args.run_root / model_args["export_dir"])
+    fresh, trained = step0_and_trained(recipe, args.run_root, batch)
     seconds = sum(c.shape[-1] for c in clips) / rate
     print(f"{args.recipe}: {len(clips)} held-out clips, {seconds:.1f} s at {rate} Hz")
     for q in [None, *args.num_codebooks]:
         label = "all codebooks" if q is None else f"first {q} codebooks"
-        (m0, s0), (m1, s1) = scores(fresh.eval(), clips, rate, q), scores(trained, clips, rate, q)
+        (m0, s0), (m1, s1) = scores(fresh, clips, rate, q), scores(trained, clips, rate, q)
         print(f"  {label:18s} mel distance step 0 {m0:.3f} -> trained {m1:.3f} ({m1 - m0:+.3f}); "
               f"SI-SDR {s0:.2f} -> {s1:.2f} dB")
 

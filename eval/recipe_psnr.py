@@ -14,12 +14,12 @@ import argparse
 from pathlib import Path
 
 import torch
-import yaml
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-import vtok
 from vtok.assets import load_image
 from vtok.train.data import IMAGE_SUFFIXES, files_below
+
+from recipe_models import read_recipe, step0_and_trained  # beside this script
 
 
 def psnr(tok, x: torch.Tensor, num_tokens: int | None = None, batch: int = 64) -> float:
@@ -36,23 +36,18 @@ def main() -> None:
     parser.add_argument("--run-root", type=Path, default=Path("."), help="the directory `vtok fit` ran in")
     parser.add_argument("--num-tokens", type=int, nargs="*", default=[])
     args = parser.parse_args()
-    recipe = yaml.safe_load(args.recipe.read_text())
-    model_args, data_args = recipe["model"]["init_args"], recipe["data"]["init_args"]
+    recipe, _, data_args = read_recipe(args.recipe)
     size = data_args["image_size"]
     def load(folder: str, limit: int | None = None) -> torch.Tensor:
         files = files_below(args.run_root / folder, IMAGE_SUFFIXES, "images")[:limit]
         return torch.stack([load_image(p, size=size) for p in files])
 
     val, train = load(data_args["val_dir"]), load(data_args["train_dir"], data_args.get("batch_size", 16))
-
-    torch.manual_seed(recipe.get("seed_everything", 0))
-    fresh = vtok.create(model_args["tokenizer"], **(model_args.get("overrides") or {}))
-    fresh(train)  # one training-mode forward: k-means codebook init, as the run's first step does
-    trained = vtok.load(args.run_root / model_args["export_dir"])
+    fresh, trained = step0_and_trained(recipe, args.run_root, train)
     print(f"{args.recipe}: {len(val)} held-out images at {size}px")
     for k in [None, *args.num_tokens]:
         label = "all tokens" if k is None else f"first {k} tokens"
-        before, after = psnr(fresh.eval(), val, k), psnr(trained, val, k)
+        before, after = psnr(fresh, val, k), psnr(trained, val, k)
         print(f"  {label:16s} step 0 {before:6.2f} dB -> trained {after:6.2f} dB ({after - before:+.2f} dB)")
 
 

@@ -1,6 +1,5 @@
 """Model cards and README tables of the shipped tokenizers are what eval/make_cards.py renders from the saved results."""
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ def test_every_shipped_tokenizer_has_a_card_spec_and_a_checkpoint():
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_card_tables_are_rendered_from_the_saved_results(name):
-    result = json.loads((make_cards.RESULTS / name / "results.json").read_text())
+    result = make_cards.saved_result(name)
     card = (ROOT / "checkpoints" / name / "README.md").read_text()
     assert make_cards.metrics_table(result) in card and make_cards.comparison(name, result) in card
     assert MODELS[name]["recipe"] in card and "vtok eval -t " + name in card
@@ -36,7 +35,7 @@ def test_card_tables_are_rendered_from_the_saved_results(name):
 
 
 def test_readme_shipped_table_is_rendered_from_the_saved_results():
-    results = {n: json.loads((make_cards.RESULTS / n / "results.json").read_text()) for n in MODELS}
+    results = {n: make_cards.saved_result(n) for n in MODELS}
     assert make_cards.shipped_table(results) in (ROOT / "README.md").read_text()
 
 

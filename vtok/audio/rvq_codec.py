@@ -167,7 +167,7 @@ register(
 )
 register(
     "rvq-codec-speech-16k", RVQCodec,
-    {"sample_rate": 16000, "channels": 16, "ratios": [5, 4, 4, 2], "latent_dim": 64, "lstm_layers": 1,
+    {"sample_rate": 16000, "channels": 16, "ratios": [5, 4, 4, 2], "latent_dim": 64, "lstm_layers": 1, "activation": "snake",
      "quantizer": {"kind": "rvq", "codebook_size": 1024, "num_codebooks": 8, "quantizer_dropout": True, "decay": 0.99,
                    "kmeans_init": True, "kmeans_iters": 10, "dead_code_threshold": 2.0, "commitment_weight": 1.0}},
     description="shipped: 16 kHz speech, hop 160 (100 frames/s), 1..8 x 1024 RVQ codes = 1..8 kbps, trained on CPU by "

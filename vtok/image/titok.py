@@ -340,7 +340,7 @@ CPU_64PX = {"image_size": 64, "patch_size": 8, "num_tokens": 32, "token_dim": 12
             "legacy": False, "proxy": None}
 register(
     "titok-64px", TiTok, CPU_64PX,
-    description="64x64 photos, 32 tokens x 1024 codes (320 bits), single-stage, trained on CPU by "
-                "recipes/titok/titok-64px.yaml (not shipped yet)",
-    tags=("image", "1d", "cpu-recipe"),
+    description="shipped: 64x64 photos, 32 tokens x 1024 codes (320 bits), single-stage, trained on CPU by "
+                "recipes/titok/titok-64px.yaml",
+    tags=("image", "1d", "shipped"),
 )
