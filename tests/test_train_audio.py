@@ -19,7 +19,7 @@ from conftest import assert_same_exported_weights, kill_after_first_checkpoint
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "rvq_codec" / "tiny-cpu.yaml"
 RUN = Path("runs") / "rvq-codec-tiny-cpu"
-MAX_STEPS, GAN_START = 100, 20  # Lightning counts both optimizers' steps: 20 + 40 batches, the GAN on for 40
+MAX_STEPS, GAN_START = 100, 60  # Lightning counts both optimizers' steps: 60 + 20 batches, the GAN on for 20
 HELD_OUT_SECONDS = 1.0
 
 
@@ -81,7 +81,7 @@ def test_fit_learns_and_exports(whole_run, speech_dirs):
     fresh = vtok.create("rvq-codec-tiny").eval()
     before, after = held_out_mel_distance(fresh, speech_dirs), held_out_mel_distance(trained, speech_dirs)
     print(f"held-out mel distance: untrained {before:.2f} -> trained {after:.2f}")
-    assert after < 0.9 * before  # 100 CPU steps: measured 8.62 -> 7.49
+    assert after < 0.9 * before  # 100 Lightning steps on CPU: measured 8.62 -> 5.76
     ckpt = torch.load(whole_run / "checkpoints" / "last.ckpt", weights_only=False)  # our own checkpoint, test only
     assert ckpt["vtok"]["batches_seen"] == (MAX_STEPS + GAN_START) // 2
     assert len(ckpt["optimizer_states"]) == 2 and ckpt["optimizer_states"][1]["state"], "the discriminator never stepped"

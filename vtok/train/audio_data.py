@@ -128,8 +128,11 @@ class AudioDataModule(L.LightningDataModule):
         self.sampler = SegmentSampler(len(self.train_set), hp.seed)
         if len(self.sampler) < hp.batch_size:
             raise ValueError(f"{hp.train_dir}: {len(self.sampler)} file(s) per rank, fewer than batch_size {hp.batch_size}")
+        # a generator of its own: starting an epoch's iterator then draws nothing from the global RNG, which
+        # quantizer dropout uses, so a run resumed at an epoch boundary continues the same random stream
         return DataLoader(self.train_set, batch_size=hp.batch_size, sampler=self.sampler, num_workers=hp.num_workers,
-                          drop_last=True, persistent_workers=hp.num_workers > 0)
+                          drop_last=True, persistent_workers=hp.num_workers > 0,
+                          generator=torch.Generator().manual_seed(hp.seed))
 
     def val_dataloader(self) -> DataLoader:
         hp = self.hparams
