@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny registry models and real sample inputs for them."""
+"""Shared fixtures: tiny registry models and real sample inputs for them; shared training-test checks."""
+import lightning as L
 import pytest
 import torch
 
@@ -72,3 +73,37 @@ def assert_same_exported_weights(run_a, run_b) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+# --- dual-codebook training: the frozen teacher stays outside what is trained and saved --------
+def assert_teacher_outside_module(module, copied_into) -> list:
+    """The module's frozen teacher started `copied_into` (its vision tower's weights) and is in none of the
+    module's parameters or state dict; returns the teacher's parameters."""
+    teacher = module.teacher_parameters()
+    tower = vtok.image.dualcodebook.vision_tower(module.model.teacher()).state_dict()
+    assert all(torch.equal(v, copied_into.state_dict()[k]) for k, v in tower.items())  # starts as the teacher
+    assert not {id(p) for p in teacher} & {id(p) for p in module.parameters()}
+    assert not any("teacher" in k for k in module.state_dict())
+    return teacher
+
+
+def assert_teacher_outside_fit(module, trainer, ema, ckpt_path) -> dict:
+    """After a fit: the teacher is outside the optimizers, shared (not copied) by the EMA callback's copy, and
+    absent from the checkpoint at ckpt_path; returns that checkpoint."""
+    teacher = {id(p) for p in module.teacher_parameters()}
+    assert not any(id(p) in teacher for opt in trainer.optimizers for g in opt.param_groups for p in g["params"])
+    assert ema._average_model.module.model.teacher() is module.model.teacher()
+    ckpt = torch.load(ckpt_path, weights_only=False)  # our own checkpoint, test only
+    assert not any("teacher" in k for k in ckpt["state_dict"])
+    return ckpt
+
+
+class StopAt(L.Callback):
+    """Ends fit after `batches` training batches, as a killed run would (its last.ckpt is that step's)."""
+
+    def __init__(self, batches: int):
+        self.batches = batches
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if pl_module.batches_seen >= self.batches:
+            trainer.should_stop = True

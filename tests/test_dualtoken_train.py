@@ -15,7 +15,8 @@ from vtok.train import DualTokenTraining, ImageDataModule, WeightEMA
 from vtok.train.cli import fit as cli_fit
 from vtok.train.dualtoken_module import semantic_mix
 
-from conftest import assert_same_exported_weights, write_crop_dirs
+from conftest import (StopAt, assert_same_exported_weights, assert_teacher_outside_fit, assert_teacher_outside_module,
+                      write_crop_dirs)
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "dualtoken" / "tiny-cpu.yaml"
 
@@ -29,11 +30,7 @@ def image_dirs(tmp_path_factory):
 def test_steps_on_a_batch_lower_both_losses_and_never_touch_the_teacher():
     torch.manual_seed(0)
     module = DualTokenTraining("dualtoken-tiny", gan_weight=0.75, disc_channels=8)
-    teacher = module.teacher_parameters()
-    tower = vtok.image.dualcodebook.vision_tower(module.model.teacher()).state_dict()
-    assert all(torch.equal(v, module.model.vit.state_dict()[k]) for k, v in tower.items())  # starts as the teacher
-    assert not {id(p) for p in teacher} & {id(p) for p in module.parameters()}
-    assert not any("teacher" in k for k in module.state_dict())
+    teacher = assert_teacher_outside_module(module, module.model.vit)
     before = [p.detach().clone() for p in teacher]
     x = assets.sample_crops(8, 32, seed=0)
     opt = torch.optim.Adam(module.model.parameters(), lr=3e-3)
@@ -72,17 +69,6 @@ def test_only_dualtoken_models_and_a_valid_clamp():
         DualTokenTraining("dualtoken-tiny", adaptive_weight_range=(1.0, 0.5))
 
 
-class StopAt(L.Callback):
-    """Ends fit after `batches` training batches, as a killed run would (its last.ckpt is that step's)."""
-
-    def __init__(self, batches: int):
-        self.batches = batches
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if pl_module.batches_seen >= self.batches:
-            trainer.should_stop = True
-
-
 def fit(run, image_dirs, max_steps=6, stop_at=None, resume=False):
     """A tiny DualToken run in `run` (GAN from batch 2 on, logs, checkpoints every step, EMA, export) -> (module, trainer, ema)."""
     L.seed_everything(0)
@@ -104,17 +90,12 @@ def test_fit_logs_exports_the_ema_without_the_teacher_and_resumes(tmp_path, imag
     # GAN from batch 2 on: Lightning counts 2 optimizer steps per batch from then, so 6 steps = 4 batches
     module, trainer, ema = fit(tmp_path, image_dirs)
     assert module.batches_seen == 4
-    # the teacher: outside the optimizers, shared (not copied) by the EMA callback, absent from the checkpoint
-    teacher = {id(p) for p in module.teacher_parameters()}
-    groups = [g for opt in trainer.optimizers for g in opt.param_groups]
-    assert not any(id(p) in teacher for g in groups for p in g["params"])
+    ckpt = assert_teacher_outside_fit(module, trainer, ema, tmp_path / "checkpoints" / "last.ckpt")
+    assert ckpt["vtok"]["batches_seen"] == 4
     generator = trainer.optimizers[0].param_groups
     assert all(p.ndim < 2 for p in generator[0]["params"]) and generator[0]["weight_decay"] == 0.0  # official groups
     assert all(p.ndim >= 2 for p in generator[1]["params"]) and generator[1]["weight_decay"] == module.hparams.weight_decay
     assert sum(len(g["params"]) for g in generator) == len(list(module.model.parameters()))
-    assert ema._average_model.module.model.teacher() is module.model.teacher()
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)  # our own checkpoint, test only
-    assert not any("teacher" in k for k in ckpt["state_dict"]) and ckpt["vtok"]["batches_seen"] == 4
     rows = list(csv.DictReader(open(tmp_path / "logs" / "version_0" / "metrics.csv")))
     logged = {k for r in rows for k, v in r.items() if v}
     assert {"train/semantic", "train/rec", "train/gan_g", "val/psnr", "val/semantic", "val/semantic_cos",

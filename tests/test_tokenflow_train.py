@@ -13,7 +13,8 @@ from vtok import assets
 from vtok.train import ImageDataModule, TokenFlowTraining, WeightEMA
 from vtok.train.cli import fit as cli_fit
 
-from conftest import assert_same_exported_weights, write_crop_dirs
+from conftest import (StopAt, assert_same_exported_weights, assert_teacher_outside_fit, assert_teacher_outside_module,
+                      write_crop_dirs)
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tokenflow" / "tiny-cpu.yaml"
 
@@ -22,17 +23,6 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tokenflow" / "tiny-c
 def image_dirs(tmp_path_factory):
     """Random crops of the sample photos: 16 to train on, 4 held out (from other photos)."""
     return write_crop_dirs(tmp_path_factory.mktemp("tf_images"), 4, 2)
-
-
-class StopAt(L.Callback):
-    """Ends fit after `batches` training batches, as a killed run would (its last.ckpt is that step's)."""
-
-    def __init__(self, batches: int):
-        self.batches = batches
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if pl_module.batches_seen >= self.batches:
-            trainer.should_stop = True
 
 
 class FirstBatch(L.Callback):
@@ -63,11 +53,7 @@ def fit(run, image_dirs, max_steps, stop_at=None, resume=False, **model_args):
 def test_steps_on_a_batch_lower_both_losses_and_never_touch_the_teacher():
     torch.manual_seed(0)
     module = TokenFlowTraining("tokenflow-tiny", gan_weight=0.5, adaptive_gan_weight=True)
-    teacher = module.teacher_parameters()
-    tower = vtok.image.dualcodebook.vision_tower(module.model.teacher()).state_dict()
-    assert all(torch.equal(v, module.model.semantic_encoder.state_dict()[k]) for k, v in tower.items())  # starts as the teacher
-    assert not {id(p) for p in teacher} & {id(p) for p in module.parameters()}
-    assert not any("teacher" in k for k in module.state_dict())
+    teacher = assert_teacher_outside_module(module, module.model.semantic_encoder)
     before = [p.detach().clone() for p in teacher]
     x = assets.sample_crops(8, 32, seed=0)
     opt = torch.optim.Adam(module.model.parameters(), lr=3e-3)
@@ -99,13 +85,9 @@ def test_fit_logs_exports_the_ema_and_resumes_to_the_same_weights(tmp_path, imag
     gan = {"gan_weight": 0.5, "gan_start": 2, "disc_channels": 8}
     whole, trainer = fit(tmp_path / "whole", image_dirs, 8, **gan)
     assert whole.batches_seen == 5
-    # the teacher: outside the optimizers, shared (not copied) by the EMA callback, absent from the checkpoint
-    teacher = {id(p) for p in whole.teacher_parameters()}
-    assert not any(id(p) in teacher for opt in trainer.optimizers for g in opt.param_groups for p in g["params"])
     ema = next(c for c in trainer.callbacks if isinstance(c, WeightEMA))
-    assert ema._average_model.module.model.teacher() is whole.model.teacher()
-    ckpt = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=False)  # our own checkpoint, test only
-    assert not any("teacher" in k for k in ckpt["state_dict"]) and ckpt["vtok"]["batches_seen"] == 5
+    ckpt = assert_teacher_outside_fit(whole, trainer, ema, tmp_path / "whole" / "checkpoints" / "last.ckpt")
+    assert ckpt["vtok"]["batches_seen"] == 5
     rows = list(csv.DictReader(open(tmp_path / "whole" / "logs" / "version_0" / "metrics.csv")))
     logged = {k for r in rows for k, v in r.items() if v}
     assert {"train/semantic", "train/rec", "train/gan_g", "val/psnr", "val/semantic", "codebook/usage"} <= logged

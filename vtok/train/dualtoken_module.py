@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..nn.losses import adaptive_gan_weight, hinge_g_loss
 from .base import warmup_cosine
-from .image_module import ImageTokenizerTraining
+from .image_module import ImageTokenizerTraining, image_training_args
 
 
 def semantic_mix(pred: torch.Tensor, target: torch.Tensor, pooled: torch.Tensor | None,
@@ -79,15 +79,7 @@ class DualTokenTraining(ImageTokenizerTraining):
         init_from: str | None = None,
         export_dir: str | None = None,
     ):
-        super().__init__(
-            tokenizer, overrides, l1_weight=l1_weight, l2_weight=l2_weight, perceptual_weight=perceptual_weight,
-            perceptual_backbone=perceptual_backbone, quantizer_weight=quantizer_weight, gan_weight=gan_weight,
-            gan_start=gan_start, adaptive_gan_weight=adaptive_gan_weight, lecam_weight=lecam_weight,
-            lecam_decay=lecam_decay, disc_channels=disc_channels,
-            disc_layers=disc_layers, lr=lr, disc_lr=disc_lr, betas=betas, weight_decay=weight_decay,
-            warmup_steps=warmup_steps, lr_floor=lr_floor, grad_clip=grad_clip, freeze=freeze, init_from=init_from,
-            export_dir=export_dir,
-        )
+        super().__init__(**image_training_args(locals()))
         self.save_hyperparameters()  # every hparam the parent reads is an argument here (LightningCLI saves only these)
         if not hasattr(self.model, "teacher_features") or not hasattr(self.model, "quantizer_sem"):
             raise ValueError(f"DualTokenTraining: {tokenizer!r} is not a DualToken model (no semantic teacher)")

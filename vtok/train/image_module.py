@@ -1,6 +1,7 @@
 """Lightning training of any vtok image tokenizer: reconstruction, LPIPS, PatchGAN, quantizer losses."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..hub import WEIGHTS, load, load_weights_strict
 from ..registry import create
 from .base import TokenizerTraining, warmup_cosine
 
-__all__ = ["ImageTokenizerTraining", "warmup_cosine"]
+__all__ = ["ImageTokenizerTraining", "image_training_args", "warmup_cosine"]
 
 
 class ImageTokenizerTraining(TokenizerTraining):
@@ -144,3 +145,13 @@ class ImageTokenizerTraining(TokenizerTraining):
         x_hat = self.model.decode(self.model.encode(x))
         self.val_psnr.update(x_hat, x)
         self.log("val/psnr", self.val_psnr, prog_bar=True, on_epoch=True, sync_dist=True)
+
+
+def image_training_args(values: dict[str, Any]) -> dict[str, Any]:
+    """ImageTokenizerTraining's init arguments found in `values` (a subclass __init__'s locals()).
+
+    Subclasses repeat the parameters they share with ImageTokenizerTraining in their own signature
+    (LightningCLI reads only that one); this forwards every one of them without listing them twice.
+    """
+    names = inspect.signature(ImageTokenizerTraining.__init__).parameters
+    return {name: values[name] for name in names if name != "self" and name in values}
