@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--run-root", type=Path, default=Path("."), help="the directory `vtok fit` ran in")
     parser.add_argument("--num-codebooks", type=int, nargs="*", default=[])
     args = parser.parse_args()
-    recipe, _, data_args = read_recipe(args.recipe)
+    recipe, data_args = read_recipe(args.recipe)
     rate = data_args["sample_rate"]
     val = AudioClips(args.run_root / data_args["val_dir"], rate)
     clips = [val[i] for i in range(len(val))]

@@ -10,10 +10,10 @@ import yaml
 import vtok
 
 
-def read_recipe(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """A recipe YAML -> (the whole recipe, model init_args, data init_args)."""
+def read_recipe(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A recipe YAML -> (the whole recipe, its data init_args)."""
     recipe = yaml.safe_load(Path(path).read_text())
-    return recipe, recipe["model"]["init_args"], recipe["data"]["init_args"]
+    return recipe, recipe["data"]["init_args"]
 
 
 def step0_and_trained(recipe: dict[str, Any], run_root: Path, first_batch: torch.Tensor) -> tuple[Any, Any]:

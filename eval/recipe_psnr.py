@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--run-root", type=Path, default=Path("."), help="the directory `vtok fit` ran in")
     parser.add_argument("--num-tokens", type=int, nargs="*", default=[])
     args = parser.parse_args()
-    recipe, _, data_args = read_recipe(args.recipe)
+    recipe, data_args = read_recipe(args.recipe)
     size = data_args["image_size"]
     def load(folder: str, limit: int | None = None) -> torch.Tensor:
         files = files_below(args.run_root / folder, IMAGE_SUFFIXES, "images")[:limit]
